@@ -1,0 +1,3 @@
+"""Living systematic review of parenting interventions for child attachment."""
+
+__version__ = "0.1.0"

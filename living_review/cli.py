@@ -1,0 +1,61 @@
+"""`living-review` command line: one sub-command per module in living_review/commands/.
+
+Each command module defines `register(subparsers)` which adds its parser and sets `func`, a callable
+taking the parsed args and returning an exit code. Command modules import heavy libraries inside
+their functions so that `living-review --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = [
+    "nightly",
+    "status",
+    "rank",
+    "simulate",
+    "validate_meta",
+    "import_outcomes",
+    "pool",
+    "ui",
+    "reviewer",
+]
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line on stderr, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="living-review", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"living_review.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"living_review.commands.{name}":
+                continue  # a capability not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"living-review {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The one settings module: where data lives and how to reach NCBI.
+
+Read from the environment and an optional `.env` file. The API key is a SecretStr so that it never
+appears in a repr, a log line or a stored run record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NCBI_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+
+
+def _default_config_path() -> Path:
+    local = Path.cwd() / "review.toml"
+    return local if local.exists() else REPO_ROOT / "review.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default_factory=lambda: Path.cwd() / "data", validation_alias="LIVING_REVIEW_HOME")
+    eutils_url: str = Field(default=NCBI_EUTILS_URL, validation_alias="LIVING_REVIEW_EUTILS_URL")
+    ncbi_email: str | None = Field(default=None, validation_alias="NCBI_EMAIL")
+    ncbi_api_key: SecretStr | None = Field(default=None, validation_alias="NCBI_API_KEY")
+    config_path: Path = Field(default_factory=_default_config_path, validation_alias="LIVING_REVIEW_CONFIG")
+    snapshot_dir: Path = Field(
+        default=REPO_ROOT / "living_review" / "snapshot", validation_alias="LIVING_REVIEW_SNAPSHOT_DIR"
+    )
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.models_dir, self.reports_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def get_settings() -> Settings:
+    """Settings read afresh from the environment (cheap; tests and sub-processes change it)."""
+    return Settings()
