@@ -29,7 +29,7 @@ class CommandError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="living-review", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="living-review", description="A living systematic review of parenting interventions for child attachment.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

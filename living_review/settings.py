@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     ncbi_email: str | None = Field(default=None, validation_alias="NCBI_EMAIL")
     ncbi_api_key: SecretStr | None = Field(default=None, validation_alias="NCBI_API_KEY")
     config_path: Path = Field(default_factory=_default_config_path, validation_alias="LIVING_REVIEW_CONFIG")
+    fetch_batch_size: int = Field(default=500, ge=1, le=10_000, validation_alias="LIVING_REVIEW_FETCH_BATCH")
+    task_retries: int = Field(default=2, ge=0, le=10, validation_alias="LIVING_REVIEW_TASK_RETRIES")
+    task_retry_delay_seconds: float = Field(default=30.0, ge=0, validation_alias="LIVING_REVIEW_TASK_RETRY_DELAY")
     snapshot_dir: Path = Field(
         default=REPO_ROOT / "living_review" / "snapshot", validation_alias="LIVING_REVIEW_SNAPSHOT_DIR"
     )

@@ -1,0 +1,61 @@
+"""`living-review status`: what the warehouse holds and how the last run went."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="records, runs, last run, ranking and pooling state")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def collect_status() -> dict:
+    from living_review.settings import get_settings
+
+    settings = get_settings()
+    if not settings.db_path.exists():
+        return {"records": 0, "search_runs": 0, "last_run": None, "decisions": 0,
+                "warehouse": str(settings.db_path), "message": "no warehouse yet: run `living-review nightly`"}
+    from warehouse.db import connect, migrate
+    from warehouse.status import status_summary
+
+    migrate(settings.db_path)
+    status = status_summary(settings.db_path)
+    status["warehouse"] = str(settings.db_path)
+    with connect(settings.db_path) as con:
+        for key, module, fn in (("ranking", "warehouse.ranking", "ranking_status"),
+                                ("pooling", "warehouse.pooling", "pooling_status")):
+            try:
+                mod = __import__(module, fromlist=[fn])
+            except ModuleNotFoundError:
+                continue
+            status[key] = getattr(mod, fn)(con)
+    return status
+
+
+def run(args) -> int:
+    status = collect_status()
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    print(f"warehouse:   {status['warehouse']}")
+    print(f"records:     {status['records']}")
+    print(f"search runs: {status['search_runs']}")
+    last = status.get("last_run")
+    if last:
+        print(f"last run:    {last.get('status')} ({last.get('source')}), {last.get('new_records')} new records, "
+              f"started {last.get('started_at')}")
+    else:
+        print("last run:    none yet")
+    ranking = status.get("ranking") or {}
+    recall = ranking.get("recall_estimate") if isinstance(ranking, dict) else None
+    if recall and recall.get("recall_lower_bound") is not None:
+        print(f"recall:      >= {100 * recall['recall_lower_bound']:.1f}% with {100 * recall['confidence']:.0f}% confidence")
+    pooling = status.get("pooling") or {}
+    if pooling.get("message"):
+        print(f"pooling:     {pooling['message']}")
+    if status.get("message"):
+        print(status["message"])
+    return 0

@@ -1,0 +1,361 @@
+"""Streaming parser for PubMed EFetch / baseline / update XML (PubmedArticleSet).
+
+Why streaming: baseline files hold ~30,000 articles each and a nightly batch may be 10,000; memory
+must stay flat, so each article is cleared (and earlier siblings deleted) as soon as it is read.
+Why not `.//ArticleId`: ReferenceList carries the cited works' ids; the article's own DOI lives in
+PubmedData/ArticleIdList (fallback: Article/ELocationID).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, Union
+
+from lxml import etree
+
+from models.records import Record
+
+_ARTICLE = "PubmedArticle"
+_BOOK = "PubmedBookArticle"
+_DELETE = "DeleteCitation"
+_ROOT = "PubmedArticleSet"
+
+_WS = re.compile(r"\s+")
+_YEAR = re.compile(r"(1[89]\d\d|2\d\d\d)")
+_MONTHS = {m: i for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+
+
+class PubmedParseError(ValueError):
+    """Malformed, truncated or non-PubMed XML (the message names the line)."""
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """A `<DeleteCitation>` block of an update file: these PMIDs leave PubMed."""
+
+    pmids: tuple[str, ...]
+
+
+Source = Union[str, os.PathLike, BinaryIO, bytes]
+
+
+def _open(source: Source) -> tuple[BinaryIO, bool]:
+    """Binary stream for a path (plain or .gz), raw bytes or a file object; bool = close it after."""
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        return io.BytesIO(data), True
+    if isinstance(source, (str, os.PathLike)):
+        handle = open(source, "rb")
+        magic = handle.read(2)
+        handle.seek(0)
+        if magic == b"\x1f\x8b":
+            return gzip.GzipFile(fileobj=handle, mode="rb"), True  # type: ignore[return-value]
+        return handle, True
+    if hasattr(source, "peek"):
+        try:
+            if source.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[union-attr]
+                return gzip.GzipFile(fileobj=source, mode="rb"), False  # type: ignore[return-value]
+        except (OSError, ValueError):
+            pass
+    elif hasattr(source, "seekable") and source.seekable():
+        pos = source.tell()
+        magic = source.read(2)
+        source.seek(pos)
+        if magic == b"\x1f\x8b":
+            return gzip.GzipFile(fileobj=source, mode="rb"), False  # type: ignore[return-value]
+    return source, False  # type: ignore[return-value]
+
+
+def _name(source: Source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return getattr(source, "name", None) or "<stream>"
+
+
+def flatten(el: etree._Element | None) -> str:
+    """Text of an element with inline markup (<i>, <sup>, MathML…) flattened, whitespace collapsed."""
+    if el is None:
+        return ""
+    return _WS.sub(" ", "".join(el.itertext())).strip()
+
+
+def _text(el: etree._Element | None) -> str:
+    return (el.text or "").strip() if el is not None else ""
+
+
+def _date(el: etree._Element | None) -> str | None:
+    """YYYY-MM-DD from a Year/Month/Day element (Month may be 'Sep' or '09'); None without a year."""
+    if el is None:
+        return None
+    year = _text(el.find("Year"))
+    if not year.isdigit():
+        return None
+    month_raw = _text(el.find("Month"))
+    if month_raw.isdigit():
+        month = int(month_raw)
+    else:
+        month = _MONTHS.get(month_raw[:3].lower(), 1)
+    day_raw = _text(el.find("Day"))
+    day = int(day_raw) if day_raw.isdigit() else 1
+    return f"{int(year):04d}-{max(1, min(month, 12)):02d}-{max(1, min(day, 31)):02d}"
+
+
+def _year_of(pub_date: etree._Element | None) -> int | None:
+    """PubDate Year, else the first 4-digit year of a free-text MedlineDate."""
+    if pub_date is None:
+        return None
+    year = _text(pub_date.find("Year"))
+    if year.isdigit():
+        return int(year)
+    match = _YEAR.search(_text(pub_date.find("MedlineDate")))
+    return int(match.group(1)) if match else None
+
+
+def _abstract(abstract: etree._Element | None) -> str:
+    """Sections as 'LABEL: text' lines joined by newlines, so the web page can show them apart."""
+    if abstract is None:
+        return ""
+    parts = []
+    for section in abstract.iterfind("AbstractText"):
+        text = flatten(section)
+        label = (section.get("Label") or "").strip()
+        if label and text:
+            parts.append(f"{label}: {text}")
+        elif text:
+            parts.append(text)
+        elif label:
+            parts.append(f"{label}:")
+    return "\n".join(parts)
+
+
+def _authors(author_list: etree._Element | None) -> list[str]:
+    if author_list is None:
+        return []
+    names = []
+    for author in author_list.iterfind("Author"):
+        if author.get("ValidYN", "Y") == "N":
+            continue
+        collective = flatten(author.find("CollectiveName"))
+        if collective:
+            names.append(collective)
+            continue
+        last = _text(author.find("LastName"))
+        initials = _text(author.find("Initials"))
+        if not initials:
+            fore = _text(author.find("ForeName"))
+            initials = "".join(part[0] for part in fore.split() if part)
+        if last:
+            names.append(f"{last} {initials}".strip())
+    return names
+
+
+def _doi_from_ids(id_list: etree._Element | None) -> str | None:
+    if id_list is None:
+        return None
+    for article_id in id_list.iterfind("ArticleId"):
+        if article_id.get("IdType") == "doi" and _text(article_id):
+            return _text(article_id)
+    return None
+
+
+def _doi_from_elocation(container: etree._Element | None) -> str | None:
+    if container is None:
+        return None
+    for eloc in container.iterfind("ELocationID"):
+        if eloc.get("EIdType") == "doi" and eloc.get("ValidYN", "Y") != "N" and _text(eloc):
+            return _text(eloc)
+    return None
+
+
+def _history(pubmed_data: etree._Element | None) -> dict[str, str]:
+    dates: dict[str, str] = {}
+    if pubmed_data is None:
+        return dates
+    for pub_date in pubmed_data.iterfind("History/PubMedPubDate"):
+        status = pub_date.get("PubStatus")
+        value = _date(pub_date)
+        if status and value and status not in dates:
+            dates[status] = value
+    return dates
+
+
+def _mesh(citation: etree._Element) -> tuple[list[str], list[dict]]:
+    names: list[str] = []
+    detail: list[dict] = []
+    for heading in citation.iterfind("MeshHeadingList/MeshHeading"):
+        descriptor = heading.find("DescriptorName")
+        if descriptor is None:
+            continue
+        name = flatten(descriptor)
+        names.append(name)
+        detail.append({
+            "descriptor": name,
+            "ui": descriptor.get("UI"),
+            "major": descriptor.get("MajorTopicYN") == "Y",
+            "qualifiers": [
+                {"name": flatten(q), "ui": q.get("UI"), "major": q.get("MajorTopicYN") == "Y"}
+                for q in heading.iterfind("QualifierName")
+            ],
+        })
+    return names, detail
+
+
+def _keywords(container: etree._Element) -> list[str]:
+    return [kw for kw in (flatten(k) for k in container.iterfind("KeywordList/Keyword")) if kw]
+
+
+def _comments_corrections(citation: etree._Element) -> list[dict]:
+    """Links to errata, retractions, comments, updates… ('Cites' is the reference list: skipped)."""
+    links = []
+    for cc in citation.iterfind("CommentsCorrectionsList/CommentsCorrections"):
+        ref_type = cc.get("RefType") or ""
+        if ref_type == "Cites":
+            continue
+        pmid = _text(cc.find("PMID")) or None
+        links.append({"ref_type": ref_type, "pmid": pmid, "source": flatten(cc.find("RefSource"))})
+    return links
+
+
+def _article(elem: etree._Element) -> Record:
+    citation = elem.find("MedlineCitation")
+    if citation is None:
+        raise PubmedParseError(f"PubmedArticle without MedlineCitation (line {elem.sourceline})")
+    article = citation.find("Article")
+    pubmed_data = elem.find("PubmedData")
+    pmid = _text(citation.find("PMID"))
+    if article is None:
+        article = etree.Element("Article")
+    journal_el = article.find("Journal")
+    journal = (
+        _text(citation.find("MedlineJournalInfo/MedlineTA"))
+        or _text(journal_el.find("ISOAbbreviation") if journal_el is not None else None)
+        or flatten(journal_el.find("Title") if journal_el is not None else None)
+    )
+    year = _year_of(journal_el.find("JournalIssue/PubDate") if journal_el is not None else None)
+    if year is None:
+        article_date = _date(article.find("ArticleDate"))
+        year = int(article_date[:4]) if article_date else None
+    doi = _doi_from_ids(pubmed_data.find("ArticleIdList") if pubmed_data is not None else None)
+    doi = doi or _doi_from_elocation(article)
+    mesh, mesh_detail = _mesh(citation)
+    language = article.find("Language")
+    return Record(
+        pmid=pmid,
+        title=flatten(article.find("ArticleTitle")) or flatten(article.find("VernacularTitle")),
+        abstract=_abstract(article.find("Abstract")),
+        journal=journal,
+        year=year,
+        authors=_authors(article.find("AuthorList")),
+        doi=doi,
+        mesh=mesh,
+        publication_types=[flatten(p) for p in article.iterfind("PublicationTypeList/PublicationType")],
+        language=_text(language) or None,
+        comments_corrections=_comments_corrections(citation),
+        history=_history(pubmed_data),
+        keywords=_keywords(citation),
+        kind="article",
+        mesh_detail=mesh_detail,
+    )
+
+
+def _book(elem: etree._Element) -> Record:
+    document = elem.find("BookDocument")
+    if document is None:
+        raise PubmedParseError(f"PubmedBookArticle without BookDocument (line {elem.sourceline})")
+    book_data = elem.find("PubmedBookData")
+    book = document.find("Book")
+    book_title = flatten(book.find("BookTitle")) if book is not None else ""
+    year = _year_of(book.find("PubDate")) if book is not None else None
+    if year is None:
+        contribution = _date(document.find("ContributionDate"))
+        year = int(contribution[:4]) if contribution else None
+    author_list = None
+    for candidate in document.iterfind("AuthorList"):
+        if candidate.get("Type", "authors") == "authors":
+            author_list = candidate
+            break
+    doi = (_doi_from_ids(book_data.find("ArticleIdList") if book_data is not None else None)
+           or _doi_from_ids(document.find("ArticleIdList")) or _doi_from_elocation(document))
+    mesh, mesh_detail = _mesh(document)
+    language = document.find("Language")
+    return Record(
+        pmid=_text(document.find("PMID")),
+        title=flatten(document.find("ArticleTitle")) or book_title,
+        abstract=_abstract(document.find("Abstract")),
+        journal=book_title,
+        year=year,
+        authors=_authors(author_list),
+        doi=doi,
+        mesh=mesh,
+        publication_types=[flatten(p) for p in document.iterfind("PublicationType")],
+        language=_text(language) or None,
+        comments_corrections=_comments_corrections(document),
+        history=_history(book_data),
+        keywords=_keywords(document),
+        kind="book",
+        mesh_detail=mesh_detail,
+    )
+
+
+def iter_pubmed(source: Source) -> Iterator[Record | Deletion]:
+    """Yield Records and Deletions in document order; raise PubmedParseError on bad XML."""
+    stream, owned = _open(source)
+    name = _name(source)
+    context = etree.iterparse(
+        stream,
+        events=("end",),
+        tag=(_ARTICLE, _BOOK, _DELETE),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=True,
+        remove_comments=True,
+    )
+    try:
+        try:
+            for _, elem in context:
+                tag = elem.tag
+                if tag == _ARTICLE:
+                    item: Record | Deletion = _article(elem)
+                elif tag == _BOOK:
+                    item = _book(elem)
+                else:
+                    item = Deletion(tuple(_text(p) for p in elem.iterfind("PMID") if _text(p)))
+                if isinstance(item, Record) and not item.pmid:
+                    raise PubmedParseError(f"{name}: {tag} without PMID near line {elem.sourceline}")
+                elem.clear(keep_tail=False)
+                parent = elem.getparent()
+                if parent is not None:
+                    while elem.getprevious() is not None:
+                        del parent[0]
+                yield item
+        except etree.XMLSyntaxError as exc:
+            line = exc.position[0] if getattr(exc, "position", None) else getattr(exc, "lineno", "?")
+            raise PubmedParseError(
+                f"{name}: malformed or truncated PubMed XML at line {line}: {exc.msg}"
+            ) from exc
+        except (OSError, EOFError) as exc:  # e.g. a truncated .gz member
+            raise PubmedParseError(f"{name}: unreadable PubMed XML stream: {exc}") from exc
+        root = context.root
+        if root is not None and root.tag != _ROOT:
+            message = flatten(root.find(".//ERROR")) or flatten(root)[:200]
+            raise PubmedParseError(
+                f"{name}: expected <{_ROOT}>, got <{root.tag}>" + (f": {message}" if message else "")
+            )
+    finally:
+        if owned:
+            stream.close()
+
+
+def iter_records(source: Source) -> Iterator[Record]:
+    """Records only (EFetch answers); deletions in update files are skipped."""
+    for item in iter_pubmed(source):
+        if isinstance(item, Record):
+            yield item

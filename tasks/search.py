@@ -1,0 +1,162 @@
+"""Prefect tasks for searching PubMed and storing what is new: one unit of work each.
+
+The tasks take plain values (names, windows, PMIDs) and open the source and the warehouse themselves,
+so each can be retried on its own and the flows stay free of I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+
+from prefect import get_run_logger, task
+
+from living_review.config import Strategy
+from living_review.settings import get_settings
+from models.windows import Window, next_window
+
+
+class SearchFailed(RuntimeError):
+    """A strategy's window could not be completed; the message names strategy, window and batch."""
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Retry only faults a later attempt can cure: network, rate limits, a damaged response."""
+    from living_review.sources.base import SourceError
+
+    try:
+        state.result()
+    except SourceError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@lru_cache(maxsize=4)
+def _source(name: str, location: str):
+    from living_review.sources.entrez import EntrezSource
+    from living_review.sources.snapshot import SnapshotSource
+
+    settings = get_settings()
+    if name == "entrez":
+        return EntrezSource.from_settings(settings)
+    if name == "snapshot":
+        return SnapshotSource(location)
+    raise ValueError(f"unknown source {name!r}: use 'entrez' or 'snapshot'")
+
+
+def open_source(name: str):
+    """The source by name; the snapshot is loaded once per process and location."""
+    settings = get_settings()
+    location = str(settings.snapshot_dir) if name == "snapshot" else settings.eutils_url
+    return _source(name, location)
+
+
+def _db():
+    return get_settings().db_path
+
+
+@task(name="prepare-warehouse")
+def prepare_warehouse() -> str:
+    """Create or upgrade the DuckDB warehouse before anything writes to it."""
+    from warehouse.db import migrate
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrate(settings.db_path)
+    return str(settings.db_path)
+
+
+@task(name="open-nightly-run")
+def open_nightly_run(source: str) -> int:
+    from prefect.runtime import flow_run
+
+    from warehouse.records import start_nightly_run
+
+    return start_nightly_run(_db(), source, flow_run_id=str(flow_run.id) if flow_run.id else None)
+
+
+@task(name="close-nightly-run")
+def close_nightly_run(nightly_id: int, status: str, summary: dict, error: str | None = None) -> None:
+    from warehouse.records import finish_nightly_run
+
+    finish_nightly_run(_db(), nightly_id, status, summary, error=error)
+
+
+@task(name="plan-window")
+def plan_window(strategy: Strategy, today: date | None = None) -> Window:
+    """Resume from the last committed window (minus the overlap) up to today."""
+    from warehouse.records import last_committed_window
+
+    last = last_committed_window(_db(), strategy.name)
+    return next_window(strategy.start_date, last[1] if last else None, today or date.today(), strategy.overlap_days)
+
+
+@task(name="start-search-run")
+def start_search_run(nightly_id: int, strategy: Strategy, window: Window, source: str) -> str:
+    from warehouse.records import start_search_run as start
+
+    return start(_db(), nightly_id, strategy.name, strategy.query, source, window.start, window.end)
+
+
+@task(name="search-pubmed", retry_condition_fn=is_transient)
+def search_pubmed(source: str, query: str, window: Window):
+    """esearch over one [crdt] window (history server on); PubMed warnings travel with the result."""
+    result = open_source(source).search(query, window.start, window.end)
+    logger = get_run_logger()
+    logger.info("window %s: %d records", window, result.count)
+    for w in result.warnings:
+        logger.warning("PubMed warning for window %s: %s", window, w)
+    return result
+
+
+@task(name="select-new-pmids")
+def select_new_pmids(pmids: list[str]) -> list[str]:
+    """Only what the warehouse has never seen is fetched; order kept as PubMed returned it."""
+    from warehouse.records import known_pmids
+
+    known = known_pmids(_db(), pmids)
+    return [p for p in pmids if p not in known]
+
+
+@task(name="link-known-records")
+def link_known_records(run_id: str, strategy: str, pmids: list[str]) -> int:
+    """Record that this run and strategy found records already stored (PRISMA counts per update)."""
+    from warehouse.records import link_known_records as link
+
+    return link(_db(), run_id, strategy, pmids) if pmids else 0
+
+
+@task(name="post-pmids", retry_condition_fn=is_transient)
+def post_pmids(source: str, pmids: list[str]):
+    """Put just the new PMIDs on the history server so efetch can page through them."""
+    return open_source(source).post(pmids)
+
+
+@task(name="fetch-batch", retry_condition_fn=is_transient)
+def fetch_batch(source: str, history, retstart: int, retmax: int) -> list:
+    return open_source(source).fetch_batch(history, retstart, retmax)
+
+
+@task(name="append-batch")
+def append_batch(run_id: str, strategy: str, records: list) -> dict:
+    """One batch, one transaction: a failure leaves nothing half-written."""
+    from warehouse.records import append_records
+
+    counts = append_records(_db(), run_id, strategy, records)
+    return {"new": counts.new, "duplicates": counts.duplicates, "updated": counts.updated, "unchanged": counts.unchanged}
+
+
+@task(name="commit-window")
+def commit_window(strategy: str, window: Window, run_id: str) -> None:
+    from warehouse.records import commit_window as commit
+
+    commit(_db(), strategy, window.start, window.end, run_id)
+
+
+@task(name="close-search-run")
+def close_search_run(run_id: str, status: str, found: int, warnings: list[str], error: str | None = None) -> None:
+    from warehouse.records import finish_search_run
+
+    finish_search_run(_db(), run_id, status, found, warnings, error=error)
