@@ -180,8 +180,9 @@ def load_review(path: str | Path | None = None) -> ReviewConfig:
         "strategies": strategies,
         "screening": raw.get("screening", {}),
         "ranking": raw.get("ranking", {}),
-        "interventions": raw.get("interventions", []),
-        "attachment_measures": raw.get("attachment_measures", []),
+        # review.toml lists these after the [ranking] header, so TOML puts them inside that table
+        "interventions": raw.get("interventions") or raw.get("ranking", {}).get("interventions", []),
+        "attachment_measures": raw.get("attachment_measures") or raw.get("ranking", {}).get("attachment_measures", []),
         "outcomes": raw.get("outcomes", []),
         "pooling": raw.get("pooling", {}),
         "source_path": path,

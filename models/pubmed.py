@@ -311,7 +311,7 @@ def iter_pubmed(source: Source) -> Iterator[Record | Deletion]:
     context = etree.iterparse(
         stream,
         events=("end",),
-        tag=(_ARTICLE, _BOOK, _DELETE),
+        tag=(_ARTICLE, _BOOK, _DELETE, "ERROR"),
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -326,6 +326,10 @@ def iter_pubmed(source: Source) -> Iterator[Record | Deletion]:
                     item: Record | Deletion = _article(elem)
                 elif tag == _BOOK:
                     item = _book(elem)
+                elif tag == "ERROR":  # E-utilities report errors inside a 200 answer
+                    raise PubmedParseError(
+                        f"{name}: E-utilities returned <ERROR> at line {elem.sourceline}: {flatten(elem)}"
+                    )
                 else:
                     item = Deletion(tuple(_text(p) for p in elem.iterfind("PMID") if _text(p)))
                 if isinstance(item, Record) and not item.pmid:

@@ -44,8 +44,13 @@ def normalise_doi(doi: str | None) -> str | None:
     return value.lower() or None
 
 
+# Letters that NFKD does not decompose but readers treat as plain Latin.
+LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O",
+                            "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ß": "ss"})
+
+
 def _strip_accents(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
+    decomposed = unicodedata.normalize("NFKD", text.translate(LIGATURES))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 

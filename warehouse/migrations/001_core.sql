@@ -67,6 +67,7 @@ CREATE TABLE records (
     keywords              VARCHAR[],
     comments_corrections  JSON,
     history               JSON,
+    mesh_detail           JSON,
     kind                  VARCHAR NOT NULL DEFAULT 'article',
     title_key             VARCHAR,
     content_hash          VARCHAR NOT NULL,
@@ -97,6 +98,17 @@ CREATE TABLE record_sources (
     matched_by  VARCHAR NOT NULL CHECK (matched_by IN ('new', 'pmid', 'doi', 'title')),
     found_at    TIMESTAMP NOT NULL DEFAULT current_timestamp,
     UNIQUE (record_id, run_id, strategy)
+);
+
+-- Every PMID a search run saw and what the append made of it (new, updated, unchanged, merged):
+-- the run's counts are aggregated from here, so re-appending a batch never double-counts.
+CREATE TABLE search_hits (
+    run_id     VARCHAR NOT NULL,
+    pmid       VARCHAR NOT NULL,
+    record_id  BIGINT NOT NULL,
+    outcome    VARCHAR NOT NULL CHECK (outcome IN ('new', 'updated', 'unchanged', 'merged')),
+    seen_at    TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (run_id, pmid)
 );
 
 -- A PMID that was merged into another record (same DOI, or same normalised title + year).

@@ -1,0 +1,137 @@
+"""`living-review import-outcomes FILE.csv [--studies STUDIES.csv]`: load extracted outcome data.
+
+Outcomes CSV columns (header required; empty cell = not given):
+    study_id,outcome,events_int,n_int,events_ctl,n_ctl,mean_int,sd_int,mean_ctl,sd_ctl
+  - binary outcomes (review.toml kind = "binary"): events_int, n_int, events_ctl, n_ctl (whole numbers,
+    0 <= events <= n, n > 0); the mean/sd cells stay empty.
+  - continuous outcomes: mean_int, sd_int, n_int, mean_ctl, sd_ctl, n_ctl (SD > 0, n > 0); events empty.
+  - one row per study x outcome; `outcome` is a name from review.toml [[outcomes]].
+Studies CSV columns (optional file; creates or updates the included studies first):
+    study_id,label,intervention,comparator,population,risk_group,country,attachment_measure,
+    age_months,follow_up_months,pmid
+  - study_id a lower-case slug ("bernard-2012"), label as shown on forest plots, intervention from
+    review.toml `interventions`, attachment_measure from `attachment_measures`.
+
+Every row of both files is validated and every error is listed (file, line number, field). If any
+row is bad nothing is imported; otherwise everything goes in one transaction. Re-importing the same
+values changes nothing; a changed value appends a correction that supersedes the old entry.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("import-outcomes", help="validate and import outcome data (and studies) from CSV",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("file", help="outcomes CSV (study_id,outcome,events_int,n_int,events_ctl,n_ctl,mean_int,sd_int,mean_ctl,sd_ctl)")
+    p.add_argument("--studies", help="studies CSV (study_id,label,intervention,comparator,population,risk_group,"
+                                     "country,attachment_measure,age_months,follow_up_months,pmid)")
+    p.add_argument("--entered-by", default=None, help="who extracted the data (default: $USER)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def read_csv(path) -> tuple[list[str], list[dict]]:
+    """Header and rows of a CSV file (UTF-8, BOM tolerated)."""
+    import csv
+    from pathlib import Path
+
+    from living_review.cli import CommandError
+
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+    except FileNotFoundError:
+        raise CommandError(f"file not found: {p}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CommandError(f"{p}: not a readable UTF-8 CSV file ({exc})") from None
+    return header, rows
+
+
+def import_files(outcomes_path, studies_path=None, *, db_path=None, config=None, entered_by=None) -> dict:
+    """Validate both files completely, then import in one transaction. Returns counts, or raises
+    ImportRejected with every error."""
+    import os
+    from pathlib import Path
+
+    from living_review.config import load_review
+    from living_review.settings import get_settings
+    from warehouse.db import connect, migrate, transaction
+    from warehouse.evidence import (OUTCOME_COLUMNS, STUDY_COLUMNS, known_study_ids, parse_outcome_rows,
+                                    parse_study_rows, save_outcomes, save_study)
+
+    config = config if config is not None else load_review()
+    db_path = Path(db_path) if db_path else get_settings().db_path
+    entered_by = entered_by or os.environ.get("USER") or "import"
+    errors: list[str] = []
+    o_header, o_rows = read_csv(outcomes_path)
+    missing = [c for c in ("study_id", "outcome") if c not in o_header]
+    unknown = [c for c in o_header if c and c not in OUTCOME_COLUMNS and c != "note"]
+    if missing:
+        errors.append(f"{outcomes_path}: line 1: missing column(s) {', '.join(missing)}; expected {','.join(OUTCOME_COLUMNS)}")
+    if unknown:
+        errors.append(f"{outcomes_path}: line 1: unknown column(s) {', '.join(unknown)}; expected {','.join(OUTCOME_COLUMNS)}")
+    studies: list[dict] = []
+    if studies_path:
+        s_header, s_rows = read_csv(studies_path)
+        s_missing = [c for c in ("study_id", "label", "intervention") if c not in s_header]
+        s_unknown = [c for c in s_header if c and c not in STUDY_COLUMNS]
+        if s_missing:
+            errors.append(f"{studies_path}: line 1: missing column(s) {', '.join(s_missing)}; expected {','.join(STUDY_COLUMNS)}")
+        if s_unknown:
+            errors.append(f"{studies_path}: line 1: unknown column(s) {', '.join(s_unknown)}; expected {','.join(STUDY_COLUMNS)}")
+        studies, s_errors = parse_study_rows(s_rows, config, first_row=2)
+        errors += [f"{studies_path}: line {e.row}, {e.field}: {e.message}" for e in s_errors]
+    migrate(db_path)
+    with connect(db_path) as con:
+        known = known_study_ids(con)
+    known |= {s["study_id"] for s in studies}
+    _, o_errors = parse_outcome_rows(o_rows, config, known, first_row=2)
+    errors += [f"{outcomes_path}: line {e.row}, {e.field}: {e.message}" for e in o_errors]
+    if not o_rows:
+        errors.append(f"{outcomes_path}: no data rows")
+    if errors:
+        raise ImportRejected(errors)
+    counts = {"studies_created": 0, "studies_updated": 0, "studies_unchanged": 0}
+    with transaction(db_path) as con:
+        for s in studies:
+            status = save_study(con, s, created_by=entered_by)
+            counts[f"studies_{status}"] += 1
+        counts.update(save_outcomes(con, o_rows, config, entered_by=entered_by,
+                                    source=f"import:{Path(outcomes_path).name}"))
+    counts["rows"] = len(o_rows)
+    return counts
+
+
+class ImportRejected(Exception):
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__(f"{len(errors)} error(s)")
+
+
+def run(args) -> int:
+    import sys
+
+    from living_review.cli import CommandError
+
+    try:
+        counts = import_files(args.file, args.studies, entered_by=args.entered_by)
+    except ImportRejected as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        raise CommandError(f"{len(exc.errors)} error(s); nothing imported") from None
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print(f"imported {counts['rows']} row(s): {counts['added']} added, {counts['corrected']} corrected "
+              f"(superseding earlier entries), {counts['unchanged']} unchanged; studies: "
+              f"{counts['studies_created']} created, {counts['studies_updated']} updated, "
+              f"{counts['studies_unchanged']} unchanged")
+        if counts["added"] or counts["corrected"]:
+            print("evidence changed: run `living-review pool` (or wait for the nightly run) to refresh pooled effects")
+    return 0

@@ -1,0 +1,92 @@
+"""`living-review simulate`: replay screening of a labelled dataset with the active-learning ranker.
+
+Writes the screening order (priors first) so outside tools can compute work saved. Contract in
+issue #4: columns position,record_id,label_included; every record once; deterministic per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("simulate", help="simulate active-learning screening on a labelled CSV",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True, help="CSV with record_id,title,abstract,label_included")
+    p.add_argument("--output", required=True, help="where to write ORDER.csv")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the priors and the model (default 0)")
+    p.add_argument("--prior-included", type=int, default=1, metavar="K", help="random includes screened first (default 1)")
+    p.add_argument("--prior-excluded", type=int, default=1, metavar="K", help="random excludes screened first (default 1)")
+    p.add_argument("--audit-fraction", type=float, default=0.0,
+                   help="share of each query drawn at random (default 0, as in the benchmark)")
+    p.set_defaults(func=run)
+
+
+REQUIRED = ("record_id", "title", "abstract", "label_included")
+
+
+def read_dataset(path: str):
+    """Load and check a labelled dataset; raise CommandError with a one-line reason."""
+    import pandas as pd
+
+    from living_review.cli import CommandError
+
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except FileNotFoundError:
+        raise CommandError(f"dataset not found: {path}") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, IsADirectoryError,
+            PermissionError, OSError) as exc:
+        raise CommandError(f"cannot read dataset {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise CommandError(f"dataset {path} lacks column(s): {', '.join(missing)}")
+    if df.empty:
+        raise CommandError(f"dataset {path} has no records")
+    labels = df["label_included"].str.strip()
+    bad = ~labels.isin(["0", "1", "0.0", "1.0"])
+    if bad.any():
+        row = int(bad.idxmax()) + 2
+        raise CommandError(f"label_included must be 0 or 1 (line {row}: {df['label_included'].iloc[row - 2]!r})")
+    df["label_included"] = labels.astype(float).astype(int)
+    if df["record_id"].duplicated().any():
+        dup = df.loc[df["record_id"].duplicated(), "record_id"].iloc[0]
+        raise CommandError(f"record_id {dup!r} occurs more than once")
+    return df
+
+
+def run(args: argparse.Namespace) -> int:
+    import csv
+    import os
+
+    from living_review.cli import CommandError
+    from models.ranking.simulation import SimulationError, SimulationParams, simulate_screening
+
+    df = read_dataset(args.dataset)
+    if not 0 <= args.audit_fraction <= 1:
+        raise CommandError("--audit-fraction must be within [0, 1]")
+    optional = {c: df[c].tolist() for c in ("mesh", "publication_types") if c in df.columns}
+    try:
+        result = simulate_screening(
+            df["title"].tolist(), df["abstract"].tolist(), df["label_included"].tolist(), seed=args.seed,
+            prior_included=args.prior_included, prior_excluded=args.prior_excluded,
+            mesh=optional.get("mesh"), publication_types=optional.get("publication_types"),
+            params=SimulationParams(audit_fraction=args.audit_fraction))
+    except SimulationError as exc:
+        raise CommandError(str(exc)) from None
+    ids = df["record_id"].tolist()
+    labels = df["label_included"].tolist()
+    tmp = f"{args.output}.tmp"
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["position", "record_id", "label_included"])
+            for pos, i in enumerate(result.order, start=1):
+                w.writerow([pos, ids[i], labels[i]])
+        os.replace(tmp, args.output)
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    found = sum(labels[i] for i in result.order[: result.n_priors])
+    print(f"simulated {len(ids)} records ({sum(labels)} includes, priors {result.n_priors} with {found} includes, "
+          f"{result.n_fits} model fits) → {args.output}")
+    return 0

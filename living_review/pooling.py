@@ -1,0 +1,318 @@
+"""Refresh the pooled effects when (and only when) the evidence changed. No Prefect here.
+
+`refresh_pooled_effects_now()` is what the web app calls after an extraction is saved and what the
+`refresh-pooled-effects` flow runs step by step (tasks/pool.py wraps each step):
+
+1. `gather_evidence`  read the included studies' current data, build the analysis plan, fingerprint;
+2. `compute_version`  run every declared analysis, diff against the last version, flag conclusions;
+3. `render_plots`     forest / funnel / living-history plots under reports_dir/plots/v<N>/;
+4. `store_version`    one transaction: the evidence version row and every pooled result.
+
+Unchanged fingerprint: nothing is written. No outcome data at all: nothing is written and the
+summary says so plainly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+NO_DATA_MESSAGE = "no outcome data entered yet: nothing is pooled"
+SUMMARY_FIELDS = ("analysis_id", "outcome", "analysis", "subgroup", "measure", "method", "test", "k", "estimate",
+                  "ci_lb", "ci_ub", "pi_lb", "pi_ub", "pval", "tau2", "I2", "exp_estimate", "exp_ci_lb",
+                  "exp_ci_ub", "exp_pi_lb", "exp_pi_ub", "q_between_p", "note", "conclusion_changed",
+                  "change_reasons", "forest_plot")
+
+
+@dataclass
+class EvidenceState:
+    db_path: Path
+    rows: list[dict]
+    plan: list  # list[AnalysisSpec]
+    fingerprint: str
+    previous: dict | None  # latest evidence_versions row (JSON decoded only when the evidence changed)
+    alpha: float
+    previous_results: list[dict] = field(default_factory=list)  # without per-study JSON
+    snapshot: dict = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return self.previous is None or self.previous["fingerprint"] != self.fingerprint
+
+
+@dataclass
+class ComputedVersion:
+    version: int
+    fingerprint: str
+    diff: dict
+    evidence: dict
+    plan: list[dict]
+    results: list[dict] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _resolve(db_path, config):
+    from living_review.config import load_review
+    from living_review.settings import get_settings
+
+    settings = get_settings()
+    return Path(db_path) if db_path else settings.db_path, config if config is not None else load_review(), settings
+
+
+def gather_evidence(db_path: Path, config) -> EvidenceState:
+    """Current evidence, the declared plan and their fingerprint, plus the last stored version."""
+    from models.living import analysis_plan, evidence_fingerprint, evidence_snapshot
+    from warehouse.db import connect, migrate
+    from warehouse.evidence import current_evidence_rows
+    from warehouse.pooling import latest_version, results_of_version
+
+    migrate(db_path)
+    plan = analysis_plan(config)
+    with connect(db_path) as con:
+        rows = current_evidence_rows(con)
+        snapshot = evidence_snapshot(rows)
+        fingerprint = evidence_fingerprint(rows, plan, snapshot)
+        previous = latest_version(con, full=False)
+        previous_results: list[dict] = []
+        if previous is not None and previous["fingerprint"] != fingerprint:
+            previous = latest_version(con, full=True)
+            previous_results = results_of_version(con, previous["version"], studies=False)
+    return EvidenceState(db_path=db_path, rows=rows, plan=plan, fingerprint=fingerprint, previous=previous,
+                         alpha=config.pooling.alpha, previous_results=previous_results, snapshot=snapshot)
+
+
+def compute_version(state: EvidenceState) -> ComputedVersion:
+    """Every declared analysis on the current evidence, with the diff and conclusion flags."""
+    from models.living import conclusion_flags, diff_evidence, evidence_snapshot, funnel_extras, run_analysis
+
+    t0 = time.perf_counter()
+    prev_results = {(r["analysis_id"], r["subgroup"]): r for r in state.previous_results}
+    snapshot = state.snapshot or evidence_snapshot(state.rows)
+    version = 1 if state.previous is None else int(state.previous["version"]) + 1
+    computed = ComputedVersion(version=version, fingerprint=state.fingerprint,
+                               diff=diff_evidence(state.previous["evidence"] if state.previous else None, snapshot),
+                               evidence=snapshot, plan=[s.to_dict() for s in state.plan])
+    for spec in state.plan:
+        for res in run_analysis(spec, state.rows):
+            res.update(evidence_version=version, analysis_id=spec.analysis_id, outcome=spec.outcome,
+                       analysis=spec.analysis, subgroup_var=spec.subgroup_var)
+            if spec.analysis == "primary" and spec.subgroup_var is None:
+                res["extras"] = funnel_extras(spec, res)
+            change = conclusion_flags(prev_results.pop((spec.analysis_id, res["subgroup"]), None), res, state.alpha)
+            res["conclusion_changed"] = change.changed
+            res["change_reasons"] = change.reasons
+            res.setdefault("extras", {})
+            res["extras"] = dict(res["extras"] or {}, conclusion_flags=change.flags)
+            computed.results.append(res)
+    computed.dropped = [{"analysis_id": a, "subgroup": s, "k_before": r.get("k")} for (a, s), r in prev_results.items()]
+    computed.seconds = time.perf_counter() - t0
+    return computed
+
+
+def _titles(config) -> dict[str, str]:
+    return {o.name: o.label for o in config.outcomes}
+
+
+def render_plots(computed: ComputedVersion, config, reports_dir: Path, db_path: Path | None = None) -> list[str]:
+    """Forest plot for every analysis (subgroup panels for split analyses), funnel and living-history
+    plots for each primary analysis. Paths (relative to reports_dir) are set on the result dicts."""
+    from living_review.reports.plots import cumulative_plot, forest_plot, funnel_plot
+
+    reports_dir = Path(reports_dir)
+    base = Path("plots") / f"v{computed.version}"
+    titles = _titles(config)
+    written: list[str] = []
+    history_by_id: dict[str, list[dict]] = {}
+    if db_path is not None and computed.version > 1:
+        from warehouse.db import connect
+        from warehouse.pooling import history
+
+        with connect(db_path) as con:
+            for r in computed.results:
+                if r["analysis"] == "primary" and not r.get("subgroup_var"):
+                    history_by_id[r["analysis_id"]] = history(con, r["analysis_id"])
+    groups: dict[str, list[dict]] = {}
+    for r in computed.results:
+        groups.setdefault(r["analysis_id"], []).append(r)
+    for analysis_id, results in groups.items():
+        first = results[0]
+        slug = analysis_id.replace(":", "-")
+        label = titles.get(first["outcome"], first["outcome"])
+        what = "primary analysis" if first["analysis"] == "primary" else f"sensitivity analysis: {first['analysis']}"
+        try:
+            if first.get("subgroup_var"):
+                overall = next((r for r in computed.results if r["analysis_id"] == f"{first['outcome']}:primary"
+                                and not r.get("subgroup_var")), None)
+                if overall is None:
+                    continue
+                paths = forest_plot(overall, reports_dir / base / f"{slug}-forest", subgroups=results,
+                                    title=f"{label}: by {first['subgroup_var']} (evidence version {computed.version})")
+            else:
+                paths = forest_plot(first, reports_dir / base / f"{slug}-forest",
+                                    title=f"{label}: {what} (evidence version {computed.version})")
+            rel = str((base / f"{slug}-forest.png").as_posix())
+            for r in results:
+                r["forest_plot"] = rel
+            written += [str(p) for p in paths.values()]
+            if first["analysis"] == "primary" and not first.get("subgroup_var"):
+                paths = funnel_plot(first, reports_dir / base / f"{slug}-funnel", extras=first.get("extras"),
+                                    title=f"{label}: funnel plot")
+                first["funnel_plot"] = str((base / f"{slug}-funnel.png").as_posix())
+                written += [str(p) for p in paths.values()]
+                hist = [h for h in history_by_id.get(analysis_id, []) if h["evidence_version"] < computed.version]
+                hist.append({"evidence_version": computed.version, "created_at": time.strftime("%Y-%m-%d"),
+                             **{f: first.get(f) for f in ("k", "estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub")}})
+                paths = cumulative_plot(hist, reports_dir / base / f"{slug}-history", measure=first["measure"],
+                                        title=f"{label}: pooled estimate across evidence versions")
+                first["cumulative_plot"] = str((base / f"{slug}-history.png").as_posix())
+                written += [str(p) for p in paths.values()]
+        except Exception:  # noqa: BLE001 - a plot must never lose the numbers
+            log.exception("plot for %s failed", analysis_id)
+    return written
+
+
+class ConcurrentRefresh(RuntimeError):
+    """Another process stored a version while this one computed; the caller recomputes."""
+
+
+def store_version(db_path: Path, computed: ComputedVersion, trigger: str) -> None:
+    """One transaction: the evidence_versions row and every pooled result (nothing overwritten)."""
+    from warehouse.db import transaction
+    from warehouse.pooling import insert_results, insert_version
+
+    with transaction(db_path) as con:
+        latest = con.execute("SELECT coalesce(max(version), 0) FROM evidence_versions").fetchall()[0][0]
+        if latest != computed.version - 1:
+            raise ConcurrentRefresh(f"evidence version {latest} appeared while computing {computed.version}")
+        insert_version(con, computed.version, computed.fingerprint, trigger, computed.diff, computed.evidence,
+                       computed.plan, sum(1 for r in computed.results if r["conclusion_changed"]))
+        insert_results(con, computed.results)
+
+
+def summarise(computed: ComputedVersion, previous_version: int | None, trigger: str) -> dict[str, Any]:
+    from models.living import diff_summary
+
+    results = [{f: r.get(f) for f in SUMMARY_FIELDS} for r in computed.results]
+    return {
+        "changed": True,
+        "evidence_version": computed.version,
+        "previous_version": previous_version,
+        "fingerprint": computed.fingerprint,
+        "trigger": trigger,
+        "diff": computed.diff,
+        "diff_summary": diff_summary(computed.diff),
+        "analyses": len(results),
+        "conclusions_changed": sum(1 for r in results if r["conclusion_changed"]),
+        "dropped": computed.dropped,
+        "results": results,
+        "message": f"evidence version {computed.version}: {diff_summary(computed.diff)}",
+    }
+
+
+def unchanged_summary(state: EvidenceState) -> dict[str, Any]:
+    if state.previous is None:
+        return {"changed": False, "evidence_version": None, "fingerprint": state.fingerprint, "analyses": 0,
+                "conclusions_changed": 0, "results": [], "message": NO_DATA_MESSAGE}
+    return {"changed": False, "evidence_version": int(state.previous["version"]), "fingerprint": state.fingerprint,
+            "analyses": 0, "conclusions_changed": 0, "results": [],
+            "message": f"evidence unchanged since version {state.previous['version']}: nothing written"}
+
+
+def refresh_pooled_effects_now(db_path=None, config=None, *, trigger: str = "manual", plots: bool = True,
+                               reports_dir=None) -> dict[str, Any]:
+    """Recompute and store every declared analysis if the evidence changed; return a JSON-able summary.
+
+    `{"changed": False, ...}` when the fingerprint matches the last version (or there is no outcome
+    data at all: `message` says "no outcome data entered yet: nothing is pooled").
+    """
+    db_path, config, settings = _resolve(db_path, config)
+    reports_dir = Path(reports_dir) if reports_dir else settings.reports_dir
+    t0 = time.perf_counter()
+    for attempt in range(3):
+        state = gather_evidence(db_path, config)
+        if not state.changed or (state.previous is None and not state.rows):
+            return unchanged_summary(state)
+        computed = compute_version(state)
+        written = render_plots(computed, config, reports_dir, db_path) if plots else []
+        try:
+            store_version(db_path, computed, trigger)
+        except ConcurrentRefresh:
+            log.info("another refresh stored a version first; recomputing (attempt %d)", attempt + 1)
+            continue
+        summary = summarise(computed, state.previous["version"] if state.previous else None, trigger)
+        summary["plots"] = written
+        summary["seconds"] = round(time.perf_counter() - t0, 3)
+        return summary
+    raise RuntimeError("could not store a pooled-effects version: other refreshes kept writing first")
+
+
+# ---------------------------------------------------------------------------------------------
+# "What's new" (Cochrane living-review style)
+
+
+def _fmt_effect(r: dict) -> str:
+    if r.get("estimate") is None:
+        return "not estimable"
+    if r.get("exp_estimate") is not None:
+        est = f"{r['measure']} {r['exp_estimate']:.2f} ({r['exp_ci_lb']:.2f} to {r['exp_ci_ub']:.2f})"
+        if r.get("exp_pi_lb") is not None:
+            est += f"; PI {r['exp_pi_lb']:.2f} to {r['exp_pi_ub']:.2f}"
+        return est
+    est = f"{r['measure']} {r['estimate']:.2f} ({r['ci_lb']:.2f} to {r['ci_ub']:.2f})"
+    if r.get("pi_lb") is not None:
+        est += f"; PI {r['pi_lb']:.2f} to {r['pi_ub']:.2f}"
+    return est
+
+
+def whats_new_markdown(summary: dict[str, Any], review_title: str = "") -> str:
+    """Markdown for the Prefect artifact and `living-review pool`: a What's new table (date, event,
+    description) as Cochrane living reviews publish per version, then the pooled results."""
+    date = time.strftime("%d %B %Y")
+    lines = [f"# What's new{': ' + review_title if review_title else ''}", ""]
+    if not summary.get("changed"):
+        lines += ["| Date | Event | Description |", "|---|---|---|",
+                  f"| {date} | No new evidence | {summary.get('message', '')} |", ""]
+        return "\n".join(lines)
+    n_changed = summary.get("conclusions_changed", 0)
+    first = summary.get("previous_version") is None
+    if first:
+        event = "First pooled analysis"
+    elif n_changed:
+        event = "New evidence; conclusions have changed"
+    else:
+        event = "New evidence; conclusions have not changed"
+    desc = summary.get("diff_summary", "")
+    primaries = [r for r in summary["results"] if r["analysis"] == "primary" and not r.get("subgroup")]
+    flagged = [r for r in summary["results"] if r["conclusion_changed"] and not first]
+    if flagged:
+        desc += ". Changed: " + "; ".join(f"{r['analysis_id']}{' [' + r['subgroup'] + ']' if r['subgroup'] else ''} "
+                                          f"({', '.join(x for x in r['change_reasons'] if not x.startswith('k '))})"
+                                          for r in flagged)
+    lines += ["| Date | Event | Description |", "|---|---|---|",
+              f"| {date} | {event} (evidence version {summary['evidence_version']}) | {desc.replace('|', '/')} |", ""]
+    lines += ["## Pooled results", "",
+              "| Outcome | Analysis | k | Effect (95% CI; 95% PI) | I² | p | Change since last version |",
+              "|---|---|---|---|---|---|---|"]
+    for r in summary["results"]:
+        name = r["analysis"] + (f" / {r['subgroup']}" if r.get("subgroup") else "")
+        i2 = f"{r['I2']:.0f}%" if r.get("I2") is not None else ""
+        p = "" if r.get("pval") is None else ("< 0.001" if r["pval"] < 0.001 else f"{r['pval']:.3f}")
+        change = "; ".join(r.get("change_reasons") or []) or "none"
+        flag = "**conclusion changed**: " if r["conclusion_changed"] and not first else ""
+        lines.append(f"| {r['outcome']} | {name} ({r['method']}) | {r['k']} | {_fmt_effect(r)} | {i2} | {p} | "
+                     f"{flag}{change} |")
+    if summary.get("dropped"):
+        lines += ["", "No longer estimable: " + ", ".join(d["analysis_id"] for d in summary["dropped"])]
+    notes = [f"- {r['analysis_id']}{' [' + r['subgroup'] + ']' if r.get('subgroup') else ''}: {r['note']}"
+             for r in summary["results"] if r.get("note")]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    if not primaries:
+        lines += ["", NO_DATA_MESSAGE]
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""`living-review import-outcomes` and `living-review pool --no-flow` through the CLI (invented data)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from living_review.cli import main
+from support.pooling import FIXTURES, synthetic_config_path
+from warehouse.db import connect
+
+
+@pytest.fixture
+def home(lr_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(synthetic_config_path(tmp_path)))
+    return lr_home
+
+
+def _outcome_rows(db) -> int:
+    with connect(db) as con:
+        return con.execute("SELECT count(*) FROM outcome_data").fetchall()[0][0]
+
+
+def test_bad_rows_are_all_listed_and_nothing_is_imported(home, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    lines = (FIXTURES / "synthetic_outcomes.csv").read_text().splitlines()
+    lines[2] = lines[2].replace(",3,40,", ",41,40,")        # line 3: trial-a disorganised events > n
+    lines[5] = lines[5].replace("trial-b-2005", "trial-q")   # line 6: unknown study
+    lines[9] = lines[9].replace(",1.2,", ",0,", 1)           # line 10: SD = 0 (trial-c sensitivity)
+    bad.write_text("\n".join(lines) + "\n")
+    rc = main(["import-outcomes", str(bad), "--studies", str(FIXTURES / "synthetic_studies.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "3 error(s); nothing imported" in err
+    assert f"{bad}: line 3, events_int: events (41) exceed n_int (40)" in err
+    assert f"{bad}: line 6, study_id: unknown study 'trial-q'" in err
+    assert f"{bad}: line 10, sd_int: must be > 0" in err
+    assert _outcome_rows(home / "warehouse.duckdb") == 0
+    with connect(home / "warehouse.duckdb") as con:  # the valid studies file was not imported either
+        assert con.execute("SELECT count(*) FROM studies").fetchall()[0][0] == 0
+
+
+def test_missing_columns_and_unknown_outcome_kind_mismatch(home, tmp_path, capsys):
+    f = tmp_path / "o.csv"
+    f.write_text("study,outcome,events_int\nx,secure,1\n")
+    assert main(["import-outcomes", str(f)]) == 2
+    assert "missing column(s) study_id" in capsys.readouterr().err
+    assert main(["import-outcomes", str(tmp_path / "absent.csv")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_import_reimport_correction_and_pool(home, tmp_path, capsys):
+    outcomes, studies = FIXTURES / "synthetic_outcomes.csv", FIXTURES / "synthetic_studies.csv"
+    assert main(["pool", "--no-flow", "--json", "--no-plots"]) == 0
+    assert json.loads(capsys.readouterr().out)["message"] == "no outcome data entered yet: nothing is pooled"
+    assert main(["import-outcomes", str(outcomes), "--studies", str(studies), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"studies_created": 12, "studies_updated": 0, "studies_unchanged": 0,
+                                                   "added": 36, "corrected": 0, "unchanged": 0, "rows": 36}
+    assert main(["import-outcomes", str(outcomes)]) == 0
+    assert "0 added, 0 corrected (superseding earlier entries), 36 unchanged" in capsys.readouterr().out
+    fixed = tmp_path / "fixed.csv"
+    shutil.copy(outcomes, fixed)
+    fixed.write_text(fixed.read_text().replace("trial-h-2015,secure,18,18,", "trial-h-2015,secure,17,18,"))
+    assert main(["import-outcomes", str(fixed)]) == 0
+    assert "1 corrected" in capsys.readouterr().out
+    assert _outcome_rows(home / "warehouse.duckdb") == 37
+    assert main(["pool", "--no-flow", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "First pooled analysis (evidence version 1)" in out and "| secure | primary (REML) | 12 |" in out
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["pooling"]["evidence_version"] == 1 and status["pooling"]["outcome_entries"] == 36

@@ -1,0 +1,357 @@
+"""Idempotent, versioned, deduplicated appends on real PubMed records, and run bookkeeping."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from models.records import Record
+from support.warehouse_records import by_pmid, csv_records, fixture_records
+from warehouse import db
+from warehouse import records as wr
+from warehouse.records import AppendCounts
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def wh(tmp_path) -> Path:
+    path = tmp_path / "warehouse.duckdb"
+    db.migrate(path)
+    return path
+
+
+def _run(wh, strategy="rct-attachment") -> str:
+    return wr.start_search_run(wh, None, strategy, "attachment[tiab]", "snapshot", date(2024, 1, 1), date(2024, 1, 31))
+
+
+def _count(wh, table: str) -> int:
+    return db.fetchall(wh, f"SELECT count(*) FROM {table}")[0][0]
+
+
+def _all_counts(wh) -> dict[str, int]:
+    return {t: _count(wh, t) for t in ("records", "record_versions", "record_sources", "record_aliases", "search_hits")}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_append_stores_real_records_with_first_version_and_provenance(wh):
+    recs = fixture_records()
+    run = _run(wh)
+    counts = wr.append_records(wh, run, "rct-attachment", recs)
+    assert counts == AppendCounts(new=len(recs), duplicates=0, updated=0, unchanged=0)
+    assert _all_counts(wh) == {"records": 8, "record_versions": 8, "record_sources": 8, "record_aliases": 0,
+                               "search_hits": 8}
+    row = db.fetchall(wh, """SELECT doi, doi_key, year, version, first_seen_run, last_updated_run, authors, kind
+                             FROM records WHERE pmid = '9997'""")[0]
+    assert row == ("10.1016/0005-2795(76)90109-4", "10.1016/0005-2795(76)90109-4", 1976, 1, run, run,
+                   by_pmid("9997").authors, "article")
+    assert db.fetchall(wh, "SELECT DISTINCT matched_by, strategy FROM record_sources") == [("new", "rct-attachment")]
+    record_id = db.fetchall(wh, "SELECT record_id FROM records WHERE pmid = '9997'")[0][0]
+    assert wr.get_record(wh, record_id) == by_pmid("9997")  # round trip through record_versions.data
+    history = json.loads(db.fetchall(wh, "SELECT history FROM records WHERE pmid = '9997'")[0][0])
+    assert history == by_pmid("9997").history
+
+
+def test_reappending_same_batch_adds_nothing_in_same_or_later_run(wh):
+    recs = fixture_records()
+    run = _run(wh)
+    wr.append_records(wh, run, "rct-attachment", recs)
+    before = _all_counts(wh)
+    again = wr.append_records(wh, run, "rct-attachment", recs)
+    assert again == AppendCounts(new=0, duplicates=8, updated=0, unchanged=8)
+    assert _all_counts(wh) == before
+    later = _run(wh)
+    wr.append_records(wh, later, "rct-attachment", recs)
+    wr.append_records(wh, later, "rct-attachment", recs)
+    after = _all_counts(wh)
+    assert after["records"] == 8 and after["record_versions"] == 8 and after["record_aliases"] == 0
+    # the later run found them too: one provenance row per (record, run, strategy), no duplicates
+    assert after["record_sources"] == 16
+    assert db.fetchall(wh, """SELECT count(*) FROM (SELECT record_id, run_id, strategy FROM record_sources
+                              GROUP BY ALL HAVING count(*) > 1)""") == [(0,)]
+    assert db.fetchall(wh, f"SELECT DISTINCT matched_by FROM record_sources WHERE run_id = '{later}'") == [("pmid",)]
+
+
+def test_changed_content_becomes_a_new_version_never_an_overwrite(wh):
+    original = by_pmid("9997")
+    run1 = _run(wh)
+    wr.append_records(wh, run1, "s", [original])
+    corrected = dataclasses.replace(original, title=original.title + " [corrected]",
+                                    publication_types=original.publication_types + ["Retracted Publication"])
+    run2 = _run(wh)
+    assert wr.append_records(wh, run2, "s", [corrected]) == AppendCounts(new=0, duplicates=0, updated=1)
+    rows = db.fetchall(wh, "SELECT version, content_hash, run_id, data FROM record_versions ORDER BY version")
+    assert [(v, h, r) for v, h, r, _ in rows] == [(1, original.content_hash(), run1), (2, corrected.content_hash(), run2)]
+    assert Record.from_dict(json.loads(rows[0][3])) == original  # the old content is still there
+    current = db.fetchall(wh, "SELECT record_id, title, version, first_seen_run, last_updated_run, content_hash FROM records")
+    assert current == [(current[0][0], corrected.title, 2, run1, run2, corrected.content_hash())]
+    assert wr.get_record(wh, current[0][0]) == corrected
+    # the same correction seen again is not a third version; going back upstream is (v3)
+    assert wr.append_records(wh, run2, "s", [corrected]).updated == 0
+    assert wr.append_records(wh, _run(wh), "s", [original]).updated == 1
+    assert db.fetchall(wh, "SELECT max(version), count(*) FROM record_versions") == [(3, 3)]
+
+
+def test_history_only_change_is_not_a_new_version(wh):
+    original = by_pmid("9997")
+    wr.append_records(wh, _run(wh), "s", [original])
+    reindexed = dataclasses.replace(original, history={**original.history, "pubmed": "2030-01-01"})
+    assert wr.append_records(wh, _run(wh), "s", [reindexed]) == AppendCounts(duplicates=1, unchanged=1)
+
+
+def test_doi_duplicate_under_another_pmid_is_merged_as_alias(wh):
+    real = by_pmid("11748933")
+    # The same paper indexed twice (built from the real record: new PMID, DOI written differently).
+    twin = dataclasses.replace(real, pmid="99000001", doi="https://doi.org/" + real.doi.upper(),
+                               title=real.title + " (duplicate entry)")
+    run1 = _run(wh, "rct-attachment")
+    wr.append_records(wh, run1, "rct-attachment", [real])
+    run2 = _run(wh, "uk-interventions")
+    counts = wr.append_records(wh, run2, "uk-interventions", [twin])
+    assert counts == AppendCounts(new=0, duplicates=1, updated=0, unchanged=0)
+    assert counts.merged == 1
+    record_id = db.fetchall(wh, "SELECT record_id FROM records WHERE pmid = '11748933'")[0][0]
+    assert _count(wh, "records") == 1
+    assert db.fetchall(wh, "SELECT pmid, record_id, matched_by, run_id FROM record_aliases") == [
+        ("99000001", record_id, "doi", run2)]
+    assert db.fetchall(wh, "SELECT record_id, strategy, pmid_seen, matched_by FROM record_sources ORDER BY found_at") == [
+        (record_id, "rct-attachment", "11748933", "new"), (record_id, "uk-interventions", "99000001", "doi")]
+    assert wr.known_pmids(wh, ["99000001", "11748933", "1"]) == {"99000001", "11748933"}
+    # seen again later: matched through the alias, nothing new
+    assert wr.append_records(wh, _run(wh), "uk-interventions", [twin]).duplicates == 1
+    assert _all_counts(wh)["record_aliases"] == 1 and _count(wh, "records") == 1
+
+
+def test_title_and_year_duplicate_without_doi_is_merged(wh):
+    real = csv_records()[1]  # a real topical trial (records.csv): Bernard 2012, Child Dev
+    twin = dataclasses.replace(real, pmid="99000002", doi=None,
+                               title=real.title.upper().replace(":", " -") + ".")
+    other_year = dataclasses.replace(real, pmid="99000003", doi=None, year=real.year + 1)
+    run = _run(wh)
+    wr.append_records(wh, run, "s", [real])
+    counts = wr.append_records(wh, run, "s", [twin, other_year])
+    assert counts == AppendCounts(new=1, duplicates=1)
+    assert db.fetchall(wh, "SELECT pmid, matched_by FROM record_aliases") == [("99000002", "title")]
+    assert sorted(r[0] for r in db.fetchall(wh, "SELECT pmid FROM records")) == ["22239483", "99000003"]
+
+
+def test_short_generic_titles_are_not_merged(wh):
+    intro = by_pmid("11873782")  # real record titled "Introduction."
+    other = dataclasses.replace(intro, pmid="99000004", doi=None, authors=["Someone Else"])
+    counts = wr.append_records(wh, _run(wh), "s", [intro, other])
+    assert counts == AppendCounts(new=2)
+    assert _count(wh, "record_aliases") == 0
+
+
+def test_within_batch_duplicates(wh):
+    a, b = by_pmid("9997"), by_pmid("11700088")
+    doi_twin = dataclasses.replace(a, pmid="99000005", title="Another title for the same DOI in this batch")
+    title_twin = dataclasses.replace(b, pmid="99000006", doi=None)
+    batch = [a, a, doi_twin, b, title_twin, b]
+    counts = wr.append_records(wh, _run(wh), "s", batch)
+    assert counts == AppendCounts(new=2, duplicates=4, updated=0, unchanged=0)
+    assert counts.new + counts.duplicates + counts.updated == len(batch)
+    assert sorted(db.fetchall(wh, "SELECT pmid, matched_by FROM record_aliases")) == [
+        ("99000005", "doi"), ("99000006", "title")]
+    assert _all_counts(wh) | {} == {"records": 2, "record_versions": 2, "record_sources": 2,
+                                   "record_aliases": 2, "search_hits": 4}
+
+
+def test_pmid_wins_over_doi_and_doi_over_title(wh):
+    a, b = by_pmid("9997"), by_pmid("11748933")
+    wr.append_records(wh, _run(wh), "s", [a, b])
+    # same PMID as a, but b's DOI: PMID decides, so it is a new version of a, not a merge into b
+    confusing = dataclasses.replace(a, doi=b.doi)
+    assert wr.append_records(wh, _run(wh), "s", [confusing]) == AppendCounts(updated=1)
+
+
+def test_doi_decides_before_title(wh):
+    a, b = by_pmid("9997"), by_pmid("11748933")
+    wr.append_records(wh, _run(wh), "s", [a, b])
+    mixed = dataclasses.replace(b, pmid="99000007", doi=a.doi)  # b's title and year, a's DOI
+    assert wr.append_records(wh, _run(wh), "s", [mixed]) == AppendCounts(duplicates=1)
+    rid_a = db.fetchall(wh, "SELECT record_id FROM records WHERE pmid = '9997'")[0][0]
+    assert db.fetchall(wh, "SELECT record_id, matched_by FROM record_aliases WHERE pmid = '99000007'") == [(rid_a, "doi")]
+
+
+class _FailingConnection:
+    """Wraps a DuckDB connection and fails on one statement, after the earlier inserts ran."""
+
+    def __init__(self, con, marker):
+        self._con, self._marker = con, marker
+
+    def execute(self, sql, *args, **kwargs):
+        if self._marker in sql:
+            raise RuntimeError("injected failure after the record inserts")
+        return self._con.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_failure_mid_append_leaves_nothing_half_written(wh, monkeypatch):
+    from contextlib import contextmanager
+
+    real_transaction = wr.transaction
+
+    @contextmanager
+    def failing_transaction(path):
+        with real_transaction(path) as con:
+            yield _FailingConnection(con, "INSERT INTO search_hits")
+
+    recs = fixture_records()
+    run = _run(wh)
+    monkeypatch.setattr(wr, "transaction", failing_transaction)
+    with pytest.raises(RuntimeError, match="injected"):
+        wr.append_records(wh, run, "s", recs)
+    assert _all_counts(wh) == {"records": 0, "record_versions": 0, "record_sources": 0, "record_aliases": 0,
+                               "search_hits": 0}
+    monkeypatch.setattr(wr, "transaction", real_transaction)
+    assert wr.append_records(wh, run, "s", recs).new == 8  # the retry succeeds in full
+
+
+_CHILD_PRELUDE = f"""
+import sys
+sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]
+from support.warehouse_records import fixture_records
+from warehouse import records as wr
+"""
+
+_KILLED_APPEND = _CHILD_PRELUDE + """
+import time
+from contextlib import contextmanager
+real = wr.transaction
+
+class Stall:
+    def __init__(self, con): self.con = con
+    def execute(self, sql, *a, **k):
+        if "INSERT INTO search_hits" in sql:
+            print("records inserted", flush=True)
+            time.sleep(60)
+        return self.con.execute(sql, *a, **k)
+    def __getattr__(self, n): return getattr(self.con, n)
+
+@contextmanager
+def stalling(path):
+    with real(path) as con:
+        yield Stall(con)
+
+wr.transaction = stalling
+wr.append_records(sys.argv[1], sys.argv[2], "s", fixture_records())
+"""
+
+
+def test_killed_child_mid_append_leaves_nothing(wh):
+    run = _run(wh)
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_APPEND, str(wh), run],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "records inserted", child.stderr.read()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert _all_counts(wh) == {"records": 0, "record_versions": 0, "record_sources": 0, "record_aliases": 0,
+                               "search_hits": 0}
+    assert wr.append_records(wh, run, "s", fixture_records()).new == 8
+
+
+_CONCURRENT_APPEND = _CHILD_PRELUDE + """
+import dataclasses
+path, run, strategy, offset = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+base = fixture_records()
+total = {"new": 0, "duplicates": 0}
+for k in range(12):  # 12 batches; both children append the same re-keyed records, in a different order
+    batch = [dataclasses.replace(r, pmid=str(80000000 + 100 * ((k + offset) % 12) + i),
+                                 doi=None, title=f"{r.title} (load copy {(k + offset) % 12}-{i})")
+             for i, r in enumerate(base)]
+    c = wr.append_records(path, run, strategy, batch)
+    total["new"] += c.new
+    total["duplicates"] += c.duplicates
+print(total["new"], total["duplicates"])
+"""
+
+
+def test_two_processes_appending_at_once_both_succeed_without_duplicates(wh):
+    runs = [_run(wh, "rct-attachment"), _run(wh, "uk-interventions")]
+    children = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_APPEND, str(wh), run, strategy, str(off)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for run, strategy, off in zip(runs, ["rct-attachment", "uk-interventions"], [0, 6])]
+    outs = [c.communicate(timeout=120) for c in children]
+    assert [c.returncode for c in children] == [0, 0], outs
+    news = [int(o[0].split()[0]) for o in outs]
+    dups = [int(o[0].split()[1]) for o in outs]
+    assert sum(news) == 96 and [n + d for n, d in zip(news, dups)] == [96, 96]
+    assert _count(wh, "records") == 96 and _count(wh, "record_versions") == 96
+    assert db.fetchall(wh, "SELECT count(DISTINCT pmid) FROM records") == [(96,)]
+    assert _count(wh, "record_sources") == 192  # each record found once by each strategy
+
+
+# ---------------------------------------------------------------------------------------------
+# bookkeeping
+
+
+def test_runs_windows_and_counts(wh):
+    nightly = wr.start_nightly_run(wh, "snapshot", flow_run_id="flow-1")
+    run = wr.start_search_run(wh, nightly, "rct-attachment", "q", "snapshot", date(2024, 1, 1), date(2024, 1, 31))
+    recs = fixture_records()
+    wr.append_records(wh, run, "rct-attachment", recs[:5])
+    wr.append_records(wh, run, "rct-attachment", recs[:5])  # a retried batch: no double counting
+    wr.append_records(wh, run, "rct-attachment", [dataclasses.replace(recs[0], title="Changed upstream title x")]
+                      + recs[5:])
+    counts = wr.finish_search_run(wh, run, "completed", found=9, warnings=["PhraseNotFound: foo"])
+    assert counts == {"found": 9, "new": 8, "duplicates": 0, "updated": 0}  # first outcome per PMID in a run
+    row = db.fetchall(wh, "SELECT status, found, new_records, duplicates, updated, warnings, finished_at IS NOT NULL "
+                          "FROM search_runs WHERE run_id = ?", [run])[0]
+    assert row[:5] == ("completed", 9, 8, 0, 0) and json.loads(row[5]) == ["PhraseNotFound: foo"] and row[6]
+    run2 = wr.start_search_run(wh, nightly, "uk-interventions", "q2", "snapshot", date(2024, 1, 1), date(2024, 1, 31))
+    wr.append_records(wh, run2, "uk-interventions", recs[:3] + [dataclasses.replace(recs[3], title="New title here")])
+    # recs[0] is back to its original title (changed in run 1): an update too
+    assert wr.finish_search_run(wh, run2, "completed", 4, []) == {"found": 4, "new": 0, "duplicates": 2, "updated": 2}
+    wr.finish_nightly_run(wh, nightly, "completed", {"strategies": 2})
+    assert db.fetchall(wh, "SELECT status, new_records, summary, flow_run_id FROM nightly_runs") == [
+        ("completed", 8, '{"strategies": 2}', "flow-1")]
+
+
+def test_status_values_are_checked(wh):
+    nightly = wr.start_nightly_run(wh, "snapshot")
+    with pytest.raises(ValueError, match="unknown run status 'done'"):
+        wr.finish_nightly_run(wh, nightly, "done", {})
+    with pytest.raises(KeyError):
+        wr.finish_nightly_run(wh, 999, "failed", {}, error="boom")
+    with pytest.raises(KeyError):
+        wr.finish_search_run(wh, "no-such-run", "failed", 0, [], error="boom")
+
+
+def test_failed_nightly_run_keeps_its_error(wh):
+    nightly = wr.start_nightly_run(wh, "entrez")
+    wr.finish_nightly_run(wh, nightly, "failed", {"new_records": 0}, error="HTTP 500 after 5 tries")
+    assert db.fetchall(wh, "SELECT status, error FROM nightly_runs") == [("failed", "HTTP 500 after 5 tries")]
+
+
+def test_committed_windows_resume_from_the_latest(wh):
+    assert wr.last_committed_window(wh, "rct") is None
+    wr.commit_window(wh, "rct", date(2024, 1, 1), date(2024, 1, 31), "run-a")
+    wr.commit_window(wh, "rct", date(2024, 1, 28), date(2024, 2, 29), "run-b")
+    wr.commit_window(wh, "other", date(2025, 1, 1), date(2025, 1, 2), "run-c")
+    wr.commit_window(wh, "rct", date(2024, 1, 1), date(2024, 1, 31), "run-a2")  # re-committed: no error
+    assert wr.last_committed_window(wh, "rct") == (date(2024, 1, 28), date(2024, 2, 29))
+    assert db.fetchall(wh, "SELECT count(*) FROM search_windows WHERE strategy = 'rct'") == [(2,)]
+
+
+def test_known_pmids_on_a_large_list(wh):
+    recs = fixture_records()
+    wr.append_records(wh, _run(wh), "s", recs)
+    asked = [str(10_000_000 + i) for i in range(50_000)] + [recs[2].pmid, recs[5].pmid]
+    assert wr.known_pmids(wh, asked) == {recs[2].pmid, recs[5].pmid}
+    assert wr.known_pmids(wh, []) == set()
+    assert wr.known_pmids(wh, iter([int(recs[1].pmid)])) == {recs[1].pmid}  # ints accepted

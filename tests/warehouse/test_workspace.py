@@ -1,0 +1,150 @@
+"""Workspace queries: password hashing, accounts, queue, PRISMA counts, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from support.web_app import build_known_warehouse
+from warehouse import workspace as w
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory):
+    db = tmp_path_factory.mktemp("known") / "w.duckdb"
+    return db, build_known_warehouse(db)
+
+
+def test_password_hash_is_salted_scrypt_and_verifies():
+    h1, h2 = w.hash_password("s3cret password"), w.hash_password("s3cret password")
+    assert h1 != h2 and h1.startswith("scrypt$16384$8$1$")
+    assert w.verify_password("s3cret password", h1)
+    assert not w.verify_password("s3cret passworD", h1)
+    assert not w.verify_password("s3cret password", "md5$abc")
+    assert not w.verify_password("x", "garbage")
+
+
+def test_accounts_validate_names_roles_and_passwords(tmp_path):
+    from warehouse.db import migrate, transaction
+
+    db = tmp_path / "a.duckdb"
+    migrate(db)
+    with transaction(db) as con:
+        w.add_reviewer(con, "ann", "long enough", "lead")
+        for name, pw, role, msg in [("ann", "long enough", "reviewer", "already exists"),
+                                    ("<b>x</b>", "long enough", "reviewer", "name"),
+                                    ("bob", "short", "reviewer", "8 characters"),
+                                    ("bob", "long enough", "admin", "role")]:
+            with pytest.raises(w.AccountError, match=msg):
+                w.add_reviewer(con, name, pw, role)
+        assert [(r.name, r.role) for r in w.list_reviewers(con)] == [("ann", "lead")]
+        assert w.authenticate(con, "ann", "long enough").name == "ann"
+        assert w.authenticate(con, "ann", "wrong one") is None
+        assert w.authenticate(con, "nobody", "long enough") is None
+        epoch = w.get_reviewer(con, "ann").session_epoch
+        w.set_role(con, "ann", "reviewer")
+        assert w.get_reviewer(con, "ann").role == "reviewer" and w.get_reviewer(con, "ann").session_epoch == epoch + 1
+        with pytest.raises(w.AccountError, match="no reviewer"):
+            w.set_password(con, "ghost", "long enough")
+        actions = [a for (a,) in con.execute("SELECT action FROM audit_log ORDER BY id").fetchall()]
+        assert actions == ["reviewer.add", "reviewer.role"]
+        hashes = con.execute("SELECT password_hash FROM reviewers").fetchall()
+        assert "long enough" not in hashes[0][0]
+
+
+def test_prisma_counts_on_a_known_warehouse(known):
+    from warehouse.db import connect
+
+    db, r = known
+    with connect(db) as con:
+        cum, updates = w.prisma_counts(con, 2)
+    assert (cum.identified, cum.duplicates, cum.screened) == (9, 3, 6)
+    assert (cum.excluded_screening, cum.awaiting_screening) == (2, 1)
+    assert (cum.sought, cum.assessed, cum.awaiting_full_text, cum.included) == (3, 2, 1, 1)
+    assert cum.excluded_full_text == {"no attachment outcome": 1}
+    assert cum.by_strategy == {"attachment-rcts": 6, "uk-interventions": 3}
+    u1, u2 = updates
+    assert (u1.identified, u1.duplicates, u1.screened, u1.excluded_screening, u1.sought, u1.assessed, u1.included) == \
+        (7, 2, 5, 2, 2, 2, 1)
+    assert u1.by_strategy == {"attachment-rcts": 4, "uk-interventions": 3}
+    assert (u2.identified, u2.duplicates, u2.screened, u2.sought, u2.assessed, u2.awaiting_full_text) == (2, 1, 1, 1, 0, 1)
+
+
+def test_prisma_svg_shows_the_numbers_and_escapes_reasons(known):
+    from living_review.web.prisma_svg import prisma_svg
+
+    db, _ = known
+    from warehouse.db import connect
+
+    with connect(db) as con:
+        cum, _ = w.prisma_counts(con, 2)
+    cum.excluded_full_text["<script>x</script> & co"] = 2
+    svg = prisma_svg(cum, "Cumulative")
+    assert svg.startswith("<svg") and "Records identified from PubMed (n = 9)" in svg
+    assert "Duplicate records (n = 3)" in svg and "Studies included in review (n = 1)" in svg
+    assert "&lt;script&gt;x&lt;/script&gt; &amp; co (n = 2)" in svg and "<script>" not in svg
+    import xml.dom.minidom
+
+    xml.dom.minidom.parseString(svg)  # well-formed
+
+
+def test_queue_hides_decided_settled_and_resolved_records(known):
+    from warehouse.db import connect
+
+    db, r = known
+    with connect(db) as con:
+        q_ann = w.queue(con, "ann", "title_abstract", 2)
+        q_new = w.queue(con, "cy", "title_abstract", 2)
+        q_new3 = w.queue(con, "cy", "title_abstract", 3)
+        q_ft = w.queue(con, "cy", "full_text", 2)
+        scored = w.queue(con, "cy", "title_abstract", 3, scores={r["r1"]: 0.1, r["r4"]: 0.9})
+    assert q_ann == [] and q_new == []  # every record has two current decisions or a resolution
+    assert set(q_new3) == {r["r1"], r["r2"], r["r3"], r["r4"], r["r6"]}  # r5 is resolved
+    assert q_ft == [r["r6"]]  # r1, r2 have two full-text decisions already
+    assert scored[:2] == [r["r4"], r["r1"]]
+
+
+def test_progress_counts(known):
+    from warehouse.db import connect
+
+    db, r = known
+    with connect(db) as con:
+        ta, ft = w.progress(con, "ann", 2)
+    assert (ta.eligible, ta.settled, ta.included, ta.excluded, ta.conflicts, ta.remaining) == (6, 5, 3, 2, 1, 1)
+    assert (ft.eligible, ft.settled, ft.included, ft.excluded, ft.remaining) == (3, 2, 1, 1, 1)
+    assert ta.mine_done == 6 and ft.mine_done == 2
+
+
+def test_exports_carry_decisions_reasons_and_reviewers(known):
+    from warehouse.db import connect
+
+    db, r = known
+    with connect(db) as con:
+        rows = w.export_records(con, 2)
+        records_csv = w.records_csv(rows)
+        ris = w.records_ris(rows)
+        decisions = w.decisions_csv(con)
+    table = {row["record_id"]: row for row in csv.DictReader(io.StringIO(records_csv))}
+    assert table[str(r["r3"])]["title_abstract_decision"] == "exclude"
+    assert table[str(r["r3"])]["title_abstract_reason"] == "not an RCT"
+    assert table[str(r["r2"])]["full_text_reason"] == "no attachment outcome"
+    assert table[str(r["r4"])]["title_abstract_decision"] == ""
+    assert table[str(r["r4"])]["title_abstract_votes"] == "ann: include; bob: exclude (wrong comparator)"
+    assert ris.count("TY  - JOUR") == 6 and ris.count("ER  - ") == 6
+    assert "N1  - full_text: exclude (no attachment outcome)" in ris
+    assert "AN  - 23435529" in ris and "DO  - 10.1200/JCO.2012.44.6112" in ris
+    assert all(line[:2].isupper() and line[2:6] == "  - " for line in ris.splitlines() if line)
+    drows = list(csv.DictReader(io.StringIO(decisions)))
+    assert len(drows) == 17 and {"reviewer", "created_at", "stage", "reason", "is_resolution"} <= set(drows[0])
+    res = [d for d in drows if d["is_resolution"] == "True"]
+    assert len(res) == 1 and res[0]["reviewer"] == "lee" and res[0]["reason"] == "wrong population"
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised():
+    rows = [{"record_id": 1, "pmid": "1", "doi": None, "title": "=HYPERLINK(\"http://x\")", "journal": "+j", "year": 2020,
+             "authors": ["@a"], "title_abstract_decision": "", "title_abstract_reason": "", "full_text_decision": "",
+             "full_text_reason": "", "title_abstract_votes": "", "full_text_votes": ""}]
+    out = list(csv.reader(io.StringIO(w.records_csv(rows))))[1]
+    assert out[3].startswith("'=") and out[4] == "'+j" and out[6] == "'@a"

@@ -1,0 +1,49 @@
+"""A workspace over a small real warehouse: six fixture records appended by one nightly run.
+
+The warehouse is built once per session (a nightly-style append costs about a second) and copied
+into each test's fresh LIVING_REVIEW_HOME.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from support.web_app import add_reviewer, fixture_records, nightly_append, record_ids_by_pmid
+
+
+@dataclass
+class Workspace:
+    app: object
+    db: Path
+    ids: dict[str, int]  # pmid -> record_id
+    settings: object
+    config: object
+
+
+@pytest.fixture(scope="session")
+def template_warehouse(tmp_path_factory) -> Path:
+    from warehouse.db import migrate
+
+    db = tmp_path_factory.mktemp("web-template") / "warehouse.duckdb"
+    migrate(db)
+    nightly_append(db, {"attachment-rcts": fixture_records()})
+    for name, role in (("ann", "reviewer"), ("bob", "reviewer"), ("lee", "lead")):
+        add_reviewer(db, name, role)
+    return db
+
+
+@pytest.fixture
+def ws(lr_home, template_warehouse) -> Workspace:
+    from living_review.config import load_review
+    from living_review.settings import get_settings
+    from living_review.web.app import create_app
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    shutil.copyfile(template_warehouse, settings.db_path)
+    config = load_review(settings.config_path)
+    return Workspace(create_app(settings, config), settings.db_path, record_ids_by_pmid(settings.db_path), settings, config)

@@ -1,0 +1,115 @@
+"""Accounts in the browser: login, logout, CSRF, stale sessions, roles."""
+
+from __future__ import annotations
+
+from support.web_app import PASSWORD, csrf_of, decide, login, make_client
+
+
+def _decision_count(db) -> int:
+    from warehouse.db import connect
+
+    with connect(db) as con:
+        return con.execute("SELECT count(*) FROM screening_decisions").fetchall()[0][0]
+
+
+def test_pages_need_login(ws):
+    c = make_client(ws.app)
+    for path in ("/screen", "/progress", "/prisma", "/results", "/extract", "/audit"):
+        r = c.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
+    assert c.get("/export/records.csv").status_code == 401
+    assert c.get("/prisma.svg").status_code == 401
+
+
+def test_wrong_password_is_refused_without_saying_which_part(ws):
+    c = make_client(ws.app)
+    page = c.get("/login")
+    for name, pw in (("ann", "wrong password"), ("nobody", PASSWORD)):
+        r = c.post("/login", data={"csrf_token": csrf_of(page.text), "name": name, "password": pw})
+        assert r.status_code == 401
+        assert "Unknown reviewer or wrong password." in r.text
+    assert c.get("/screen", follow_redirects=False).status_code == 303
+
+
+def test_login_then_logout(ws):
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    page = c.get("/screen")
+    assert page.status_code == 200 and "ann" in page.text and 'id="record"' in page.text
+    r = c.post("/logout", data={"csrf_token": csrf})
+    assert r.status_code == 200 and "Log in" in r.text
+    assert c.get("/screen", follow_redirects=False).status_code == 303
+
+
+def test_session_cookie_is_signed_and_httponly(ws):
+    c = make_client(ws.app)
+    login(c, "ann")
+    cookie = c.cookies.get("lr_session")
+    assert cookie and "ann" not in cookie  # base64 + signature, not a readable name
+    c.cookies.set("lr_session", cookie[:-4] + ("AAAA" if not cookie.endswith("AAAA") else "BBBB"))
+    assert c.get("/screen", follow_redirects=False).status_code == 303  # tampered -> logged out
+    c2 = make_client(ws.app)
+    r = c2.get("/login")
+    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=lax" in r.headers["set-cookie"].lower()
+
+
+def test_password_change_ends_existing_sessions(ws):
+    from warehouse import workspace
+    from warehouse.db import transaction
+
+    c = make_client(ws.app)
+    login(c, "ann")
+    with transaction(ws.db) as con:
+        workspace.set_password(con, "ann", "another long password")
+    assert c.get("/screen", follow_redirects=False).status_code == 303
+
+
+def test_state_changes_need_the_csrf_token(ws):
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    rid = next(iter(ws.ids.values()))
+    for token in (None, "", "forged-token"):
+        data = {"record_id": str(rid), "stage": "title_abstract", "decision": "include"}
+        if token is not None:
+            data["csrf_token"] = token
+        r = c.post("/decide", data=data)
+        assert r.status_code == 403
+        assert "security token" in r.text
+    assert c.post("/undo", data={"stage": "title_abstract"}).status_code == 403
+    assert c.post("/logout", data={}).status_code == 403
+    assert c.post("/extract/1", data={}).status_code == 403
+    assert _decision_count(ws.db) == 0
+    assert decide(c, csrf, rid, "include").status_code == 303
+    assert _decision_count(ws.db) == 1
+
+
+def test_login_form_itself_needs_csrf(ws):
+    c = make_client(ws.app)
+    r = c.post("/login", data={"name": "ann", "password": PASSWORD})
+    assert r.status_code == 403
+    assert c.get("/screen", follow_redirects=False).status_code == 303
+
+
+def test_open_redirect_after_login_is_refused(ws):
+    c = make_client(ws.app)
+    page = c.get("/login")
+    r = c.post("/login", data={"csrf_token": csrf_of(page.text), "name": "ann", "password": PASSWORD,
+                               "next": "//evil.example/"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/screen"
+
+
+def test_reviewer_cannot_use_lead_pages(ws):
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    assert c.get("/conflicts").status_code == 403
+    assert c.get("/exports").status_code == 403
+    for kind in ("records.csv", "records.ris", "decisions.csv"):
+        assert c.get(f"/export/{kind}").status_code == 403
+    rid = next(iter(ws.ids.values()))
+    r = c.post("/conflicts/resolve", data={"csrf_token": csrf, "record_id": str(rid), "stage": "title_abstract",
+                                           "decision": "include"})
+    assert r.status_code == 403
+    assert _decision_count(ws.db) == 0
+    lead = make_client(ws.app)
+    login(lead, "lee")
+    assert lead.get("/conflicts").status_code == 200

@@ -1,0 +1,184 @@
+"""Screening through the app: escaping, blinding, queue, idempotent posts, undo, the full-text stage."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from support.web_app import decide, fixture_records, login, make_client, nightly_append, record_ids_by_pmid
+
+SCRIPT_TITLE = '<script>alert("title")</script> Attachment & <b>security</b> in "foster" care'
+SCRIPT_ABSTRACT = ("BACKGROUND: <img src=x onerror=alert(1)> secure attachment & sensitivity.\n"
+                   "METHODS: randomised; a < b && c > d; </p><script>alert('abstract')</script>")
+
+
+def _current(db, record_id, reviewer, stage="title_abstract"):
+    from warehouse import screening
+    from warehouse.db import connect
+
+    with connect(db) as con:
+        return screening.reviewer_decision(con, record_id, reviewer, stage)
+
+
+def _rows(db, sql, params=()):
+    from warehouse.db import connect
+
+    with connect(db) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def _screen_record_id(client, stage="title_abstract", **params):
+    import re
+
+    r = client.get("/screen", params={"stage": stage, **params})
+    assert r.status_code == 200
+    m = re.search(r'data-record-id="(\d+)"', r.text)
+    return (int(m.group(1)) if m else None), r.text
+
+
+def test_titles_and_abstracts_are_escaped_and_still_highlighted(ws):
+    # a real fixture record re-keyed under a new PMID with hostile markup in title and abstract
+    hostile = dataclasses.replace(fixture_records()[0], pmid="99000001", doi=None, title=SCRIPT_TITLE,
+                                  abstract=SCRIPT_ABSTRACT)
+    nightly_append(ws.db, {"attachment-rcts": [hostile]})
+    rid = record_ids_by_pmid(ws.db)["99000001"]
+    c = make_client(ws.app)
+    login(c, "ann")
+    shown, html = _screen_record_id(c, record=rid)
+    assert shown == rid
+    assert "<script>alert" not in html and "<img src=x" not in html and "<b>security" not in html
+    assert "&lt;script&gt;alert(&#34;title&#34;)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "a &lt; b &amp;&amp; c &gt; d" in html
+    assert "<mark>Attachment</mark>" in html and "<mark>randomised</mark>" in html
+    assert '<strong class="section">BACKGROUND</strong>' in html  # structured sections kept
+    # a highlight term never splits an entity: "lt"/"amp" are not terms, but check none is broken
+    assert "&<mark>" not in html
+
+
+def test_record_page_shows_the_bibliographic_details(ws):
+    c = make_client(ws.app)
+    login(c, "ann")
+    rid = ws.ids["23435529"]
+    shown, html = _screen_record_id(c, record=rid)
+    assert shown == rid
+    assert "https://pubmed.ncbi.nlm.nih.gov/23435529/" in html
+    assert "https://doi.org/10.1200/JCO.2012.44.6112" in html
+    assert "Fossella F" in html and 'class="chip mesh"' in html and "Randomized Controlled Trial" in html
+    assert html.count('<strong class="section">') >= 3
+    for key in ("<kbd>i</kbd>", "<kbd>e</kbd>", "<kbd>m</kbd>", "<kbd>u</kbd>", "<kbd>n</kbd>"):
+        assert key in html
+
+
+def test_double_submit_with_the_same_token_is_recorded_once(ws):
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    rid = ws.ids["9997"]
+    first = decide(c, csrf, rid, "exclude", reason="not an RCT", token="tok-abc")
+    second = decide(c, csrf, rid, "exclude", reason="not an RCT", token="tok-abc")
+    assert first.status_code == second.status_code == 303
+    rows = _rows(ws.db, "SELECT reviewer, decision, reason, client_token FROM screening_decisions")
+    assert rows == [("ann", "exclude", "not an RCT", "tok-abc")]
+    j1 = c.post("/decide", data={"csrf_token": csrf, "record_id": rid, "stage": "title_abstract", "decision": "maybe",
+                                 "client_token": "tok-json"}, headers={"accept": "application/json"})
+    j2 = c.post("/decide", data={"csrf_token": csrf, "record_id": rid, "stage": "title_abstract", "decision": "maybe",
+                                 "client_token": "tok-json"}, headers={"accept": "application/json"})
+    assert j1.json() == j2.json()
+
+
+def test_blind_dual_screening_and_queue(ws):
+    ann, bob, lee = make_client(ws.app), make_client(ws.app), make_client(ws.app)
+    ca, cb = login(ann, "ann"), login(bob, "bob")
+    login(lee, "lee")
+    rid, _ = _screen_record_id(ann)
+    assert decide(ann, ca, rid, "include").status_code == 303
+    # ann's queue no longer offers it; bob still sees it and nothing of ann's decision
+    next_for_ann, _ = _screen_record_id(ann)
+    assert next_for_ann != rid
+    shown, html = _screen_record_id(bob, record=rid)
+    assert shown == rid
+    import re
+
+    assert not re.search(r"\bann\b", html) and 'class="d include"' not in html
+    # bob disagrees: a conflict, not settled; the lead's third view does not queue it (2 reviewers done)
+    decide(bob, cb, rid, "exclude", reason="wrong population")
+    from warehouse import workspace
+    from warehouse.db import connect
+
+    with connect(ws.db) as con:
+        assert rid not in workspace.queue(con, "lee", "title_abstract", 2)
+        assert rid in workspace.queue(con, "lee", "title_abstract", 3)  # a third reviewer when 3 are required
+    conflicts = lee.get("/conflicts").text
+    assert f'id="conflict-title_abstract-{rid}"' in conflicts and "wrong population" in conflicts
+
+
+def test_undo_retracts_only_my_own_last_decision(ws):
+    ann, bob = make_client(ws.app), make_client(ws.app)
+    ca, cb = login(ann, "ann"), login(bob, "bob")
+    rid = ws.ids["9997"]
+    decide(ann, ca, rid, "include")
+    r = bob.post("/undo", data={"csrf_token": cb, "stage": "title_abstract"})
+    assert r.status_code == 200 and "Nothing to undo" in r.text
+    assert _current(ws.db, rid, "ann") == ("include", None)
+    r = ann.post("/undo", data={"csrf_token": ca, "stage": "title_abstract"}, follow_redirects=False)
+    assert r.status_code == 303 and f"record={rid}" in r.headers["location"]
+    assert _current(ws.db, rid, "ann") is None
+    shown, html = _screen_record_id(ann, record=rid)
+    assert shown == rid and "undone" in html
+    decisions = _rows(ws.db, "SELECT reviewer, decision FROM screening_decisions ORDER BY decision_id")
+    assert decisions == [("ann", "include"), ("ann", "retract")]  # appended, never overwritten
+
+
+def test_every_decision_carries_stage_reason_time_and_model_version(ws, monkeypatch):
+    from living_review.web import integrations
+
+    monkeypatch.setattr(integrations, "model_version", lambda con: "tfidf-lr@2026-11-28")
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    decide(c, csrf, ws.ids["9997"], "exclude", reason="not an RCT", token="t1")
+    (row,) = _rows(ws.db, "SELECT reviewer, stage, decision, reason, model_version, created_at IS NOT NULL "
+                          "FROM screening_decisions")
+    assert row == ("ann", "title_abstract", "exclude", "not an RCT", "tfidf-lr@2026-11-28", True)
+
+
+def test_full_text_stage_follows_title_abstract_includes(ws):
+    ann, bob = make_client(ws.app), make_client(ws.app)
+    ca, cb = login(ann, "ann"), login(bob, "bob")
+    rid = ws.ids["23435529"]
+    r = decide(ann, ca, rid, "include", stage="full_text")
+    assert r.status_code == 400 and "title/abstract" in r.text
+    assert _screen_record_id(ann, stage="full_text")[0] is None
+    decide(ann, ca, rid, "include")
+    decide(bob, cb, rid, "include")
+    assert _screen_record_id(ann, stage="full_text")[0] == rid
+    assert decide(ann, ca, rid, "include", stage="full_text").status_code == 303
+    assert _current(ws.db, rid, "ann", "full_text") == ("include", None)
+
+
+def test_queue_follows_ranking_scores_when_present(ws, monkeypatch):
+    from living_review.web import integrations
+
+    ordered = sorted(ws.ids.values())
+    scores = {rid: float(i) for i, rid in enumerate(ordered)}  # highest record_id = most relevant
+    monkeypatch.setattr(integrations, "ranking_scores", lambda con: (scores, "m1"))
+    c = make_client(ws.app)
+    login(c, "ann")
+    shown, html = _screen_record_id(c)
+    assert shown == ordered[-1] and "ranked by relevance" in html
+    assert _screen_record_id(c, skip=1)[0] == ordered[-2]
+
+
+def test_a_failing_ranker_degrades_to_recency(ws, monkeypatch):
+    import types
+
+    from living_review.web import integrations
+
+    def boom(con):
+        raise RuntimeError("model file corrupt")
+
+    fake = types.SimpleNamespace(latest_scores=boom, latest_recall_estimate=boom)
+    monkeypatch.setattr(integrations, "_module", lambda name: fake if name == "warehouse.ranking" else None)
+    c = make_client(ws.app)
+    login(c, "ann")
+    shown, html = _screen_record_id(c)
+    assert shown is not None and "newest first" in html
+    assert c.get("/progress").status_code == 200

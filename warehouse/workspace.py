@@ -1,0 +1,507 @@
+"""Queries behind the reviewers' workspace: accounts, the screening queue, progress, PRISMA, exports.
+
+Every function takes an open connection; the web app opens one short locked connection per request
+(`warehouse.db.connect`/`transaction`) because the nightly flow writes the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from warehouse import screening
+
+ROLES = ("reviewer", "lead")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class AccountError(ValueError):
+    """An account operation that cannot be done (bad name, unknown reviewer, weak password)."""
+
+
+# --------------------------------------------------------------------------------------------
+# accounts
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """scrypt hash with a fresh per-user salt, encoded with its parameters so they can change later."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    try:
+        algo, n, r, p, salt_hex, hash_hex = encoded.split("$")
+        if algo != "scrypt":
+            return False
+        digest = hashlib.scrypt(
+            password.encode("utf-8"), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p), dklen=len(hash_hex) // 2
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest.hex(), hash_hex)
+
+
+_DUMMY_HASH = hash_password("not a real password", salt=b"\x00" * 16)
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not _NAME.match(name):
+        raise AccountError("reviewer name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+def _check_password(password: str) -> None:
+    if len(password or "") < 8:
+        raise AccountError("password must have at least 8 characters")
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    return role
+
+
+@dataclass
+class Reviewer:
+    name: str
+    role: str
+    active: bool
+    session_epoch: int
+    created_at: datetime | None = None
+
+    @property
+    def is_lead(self) -> bool:
+        return self.role == "lead"
+
+
+def add_reviewer(con, name: str, password: str, role: str = "reviewer") -> Reviewer:
+    name, role = _check_name(name), _check_role(role)
+    _check_password(password)
+    if con.execute("SELECT 1 FROM reviewers WHERE name = ?", [name]).fetchall():
+        raise AccountError(f"reviewer {name!r} already exists (use `living-review reviewer passwd` to change the password)")
+    con.execute("INSERT INTO reviewers (name, role, password_hash) VALUES (?, ?, ?)", [name, role, hash_password(password)])
+    audit(con, "cli", "reviewer.add", "reviewer", name, {"role": role})
+    return get_reviewer(con, name)
+
+
+def get_reviewer(con, name: str) -> Reviewer | None:
+    rows = con.execute(
+        "SELECT name, role, active, session_epoch, created_at FROM reviewers WHERE name = ?", [name]
+    ).fetchall()
+    return Reviewer(*rows[0]) if rows else None
+
+
+def list_reviewers(con) -> list[Reviewer]:
+    rows = con.execute("SELECT name, role, active, session_epoch, created_at FROM reviewers ORDER BY name").fetchall()
+    return [Reviewer(*r) for r in rows]
+
+
+def _require(con, name: str) -> Reviewer:
+    r = get_reviewer(con, name)
+    if r is None:
+        raise AccountError(f"no reviewer named {name!r}")
+    return r
+
+
+def set_password(con, name: str, password: str) -> None:
+    """New password; existing sessions of that reviewer stop working."""
+    _require(con, name)
+    _check_password(password)
+    con.execute(
+        "UPDATE reviewers SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = current_timestamp WHERE name = ?",
+        [hash_password(password), name],
+    )
+    audit(con, "cli", "reviewer.passwd", "reviewer", name, {})
+
+
+def set_role(con, name: str, role: str) -> None:
+    _require(con, name)
+    _check_role(role)
+    con.execute(
+        "UPDATE reviewers SET role = ?, session_epoch = session_epoch + 1, updated_at = current_timestamp WHERE name = ?",
+        [role, name],
+    )
+    audit(con, "cli", "reviewer.role", "reviewer", name, {"role": role})
+
+
+def authenticate(con, name: str, password: str) -> Reviewer | None:
+    """The reviewer if the password matches an active account; same work either way (no timing oracle)."""
+    rows = con.execute("SELECT password_hash, active FROM reviewers WHERE name = ?", [(name or "").strip()]).fetchall()
+    if not rows:
+        verify_password(password or "", _DUMMY_HASH)
+        return None
+    ok = verify_password(password or "", rows[0][0])
+    if not ok or not rows[0][1]:
+        return None
+    return get_reviewer(con, name.strip())
+
+
+def audit(con, actor: str, action: str, entity: str | None = None, entity_id: str | None = None, detail: dict | None = None) -> None:
+    con.execute(
+        "INSERT INTO audit_log (actor, action, entity, entity_id, detail) VALUES (?, ?, ?, ?, ?)",
+        [actor, action, entity, None if entity_id is None else str(entity_id), json.dumps(detail or {}, default=str)],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# screening queue
+
+
+_CURRENT_COUNTS = """
+WITH ranked AS (
+    SELECT record_id, reviewer, decision,
+           row_number() OVER (PARTITION BY record_id, reviewer ORDER BY decision_id DESC) AS rn
+    FROM screening_decisions WHERE stage = ? AND NOT is_resolution
+), cur AS (
+    SELECT record_id, reviewer FROM ranked WHERE rn = 1 AND decision <> 'retract'
+), counts AS (
+    SELECT record_id, count(*) AS n, bool_or(reviewer = ?) AS mine FROM cur GROUP BY record_id
+), res_ranked AS (
+    SELECT record_id, decision, row_number() OVER (PARTITION BY record_id ORDER BY decision_id DESC) AS rn
+    FROM screening_decisions WHERE stage = ? AND is_resolution
+), resolved AS (
+    SELECT record_id FROM res_ranked WHERE rn = 1 AND decision <> 'retract'
+)
+SELECT r.record_id
+FROM records r LEFT JOIN counts c ON c.record_id = r.record_id
+WHERE NOT coalesce(c.mine, FALSE)
+  AND coalesce(c.n, 0) < ?
+  AND r.record_id NOT IN (SELECT record_id FROM resolved)
+ORDER BY r.created_at DESC, r.record_id DESC
+"""
+
+
+def eligible_for_stage(con, stage: str, reviewers_per_record: int) -> set[int] | None:
+    """Records that may be screened at this stage (None = all records): full text needs a title/abstract include."""
+    if stage == "title_abstract":
+        return None
+    return {rid for rid, d in screening.settled_decisions(con, "title_abstract", reviewers_per_record).items() if d == "include"}
+
+
+def queue(con, reviewer: str, stage: str, reviewers_per_record: int, scores: dict[int, float] | None = None) -> list[int]:
+    """Record ids this reviewer still has to screen at this stage, best first.
+
+    Hidden: records the reviewer already decided, records that already have enough reviewers, and
+    resolved records. Order: relevance score when the ranker has scored them, else most recent first.
+    """
+    screening._check(stage)
+    ids = [int(r[0]) for r in con.execute(_CURRENT_COUNTS, [stage, reviewer, stage, reviewers_per_record]).fetchall()]
+    allowed = eligible_for_stage(con, stage, reviewers_per_record)
+    if allowed is not None:
+        ids = [i for i in ids if i in allowed]
+    if scores:
+        position = {rid: k for k, rid in enumerate(ids)}  # recency as the tie-breaker
+        ids.sort(key=lambda rid: (-scores.get(rid, float("-inf")), position[rid]))
+    return ids
+
+
+def get_record(con, record_id: int) -> dict | None:
+    rows = con.execute(
+        """SELECT record_id, pmid, doi, title, abstract, journal, year, authors, mesh, publication_types,
+                  language, keywords, kind, created_at
+           FROM records WHERE record_id = ?""",
+        [int(record_id)],
+    ).fetchall()
+    if not rows:
+        return None
+    keys = ["record_id", "pmid", "doi", "title", "abstract", "journal", "year", "authors", "mesh",
+            "publication_types", "language", "keywords", "kind", "created_at"]
+    rec = dict(zip(keys, rows[0]))
+    for k in ("authors", "mesh", "publication_types", "keywords"):
+        rec[k] = list(rec[k] or [])
+    return rec
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+
+
+@dataclass
+class StageProgress:
+    stage: str
+    eligible: int
+    settled: int
+    included: int
+    excluded: int
+    conflicts: int
+    in_progress: int  # some but not enough decisions
+    mine_done: int
+    mine_remaining: int
+
+    @property
+    def remaining(self) -> int:
+        return self.eligible - self.settled
+
+
+def progress(con, reviewer: str, reviewers_per_record: int, scores=None) -> list[StageProgress]:
+    out = []
+    for stage in screening.STAGES:
+        allowed = eligible_for_stage(con, stage, reviewers_per_record)
+        eligible = (con.execute("SELECT count(*) FROM records").fetchall()[0][0] if allowed is None else len(allowed))
+        settled = screening.settled_decisions(con, stage, reviewers_per_record)
+        if allowed is not None:
+            settled = {k: v for k, v in settled.items() if k in allowed}
+        current = screening.current_decisions(con, stage)
+        if allowed is not None:
+            current = {k: v for k, v in current.items() if k in allowed}
+        conflict_ids = {c.record_id for c in screening.conflicts(con, stage, reviewers_per_record)
+                        if allowed is None or c.record_id in allowed}
+        in_progress = sum(1 for rid in current if rid not in settled and rid not in conflict_ids)
+        mine_done = sum(1 for votes in current.values() if reviewer in votes)
+        out.append(StageProgress(
+            stage=stage, eligible=int(eligible), settled=len(settled),
+            included=sum(1 for d in settled.values() if d == "include"),
+            excluded=sum(1 for d in settled.values() if d == "exclude"),
+            conflicts=len(conflict_ids), in_progress=in_progress,
+            mine_done=mine_done, mine_remaining=len(queue(con, reviewer, stage, reviewers_per_record)),
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# PRISMA 2020 flow
+
+
+@dataclass
+class PrismaCounts:
+    label: str
+    identified: int = 0
+    by_strategy: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    screened: int = 0
+    awaiting_screening: int = 0
+    excluded_screening: int = 0
+    sought: int = 0
+    assessed: int = 0
+    awaiting_full_text: int = 0
+    excluded_full_text: dict[str, int] = field(default_factory=dict)
+    included: int = 0
+
+    @property
+    def excluded_full_text_total(self) -> int:
+        return sum(self.excluded_full_text.values())
+
+
+def _reason_counts(details: dict[int, tuple[str, str | None]], ids) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for rid in ids:
+        decision, reason = details[rid]
+        if decision == "exclude":
+            key = reason or "no reason given"
+            out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def prisma_counts(con, reviewers_per_record: int = 2) -> tuple[PrismaCounts, list[PrismaCounts]]:
+    """(cumulative, one per update) PRISMA 2020 counts.
+
+    An *update* is a nightly run. Identified = PMIDs its search runs returned and appended
+    (`search_hits`, one per PMID per strategy run, so a record found by both strategies counts
+    twice, as PRISMA counts database hits); duplicates removed = identified minus the records the
+    update added (hits on records already held, merged DOI/title duplicates, overlap between
+    strategies); screened = records the update added; the screening and eligibility boxes follow
+    those records through the settled decisions.
+    """
+    ta = screening.settled_details(con, "title_abstract", reviewers_per_record)
+    ft = screening.settled_details(con, "full_text", reviewers_per_record)
+    hits = con.execute(
+        """SELECT coalesce(sr.nightly_id, -1) AS nightly, coalesce(sr.strategy, '?'), count(*)
+           FROM search_hits h LEFT JOIN search_runs sr ON sr.run_id = h.run_id
+           GROUP BY ALL"""
+    ).fetchall()
+    firsts = con.execute(
+        """SELECT r.record_id, coalesce(sr.nightly_id, -1)
+           FROM records r LEFT JOIN search_runs sr ON sr.run_id = r.first_seen_run"""
+    ).fetchall()
+    runs = con.execute(
+        "SELECT nightly_id, started_at, status, source FROM nightly_runs ORDER BY nightly_id"
+    ).fetchall()
+
+    def build(label: str, hit_rows, record_ids: list[int]) -> PrismaCounts:
+        c = PrismaCounts(label)
+        for _, strategy, n in hit_rows:
+            c.by_strategy[strategy] = c.by_strategy.get(strategy, 0) + int(n)
+        c.identified = sum(c.by_strategy.values())
+        c.screened = len(record_ids)
+        c.duplicates = max(c.identified - c.screened, 0)
+        ta_ids = [r for r in record_ids if r in ta]
+        c.awaiting_screening = c.screened - len(ta_ids)
+        c.excluded_screening = sum(1 for r in ta_ids if ta[r][0] == "exclude")
+        passed = [r for r in ta_ids if ta[r][0] == "include"]
+        c.sought = len(passed)
+        ft_ids = [r for r in passed if r in ft]
+        c.assessed = len(ft_ids)
+        c.awaiting_full_text = c.sought - c.assessed
+        c.excluded_full_text = _reason_counts(ft, ft_ids)
+        c.included = sum(1 for r in ft_ids if ft[r][0] == "include")
+        return c
+
+    all_ids = [int(r[0]) for r in firsts]
+    cumulative = build("Cumulative", hits, all_ids)
+    per_update = []
+    by_nightly: dict[int, list[int]] = {}
+    for rid, nightly in firsts:
+        by_nightly.setdefault(int(nightly), []).append(int(rid))
+    for nightly_id, started_at, status, source in runs:
+        label = f"Update {nightly_id} ({started_at:%Y-%m-%d})" if started_at else f"Update {nightly_id}"
+        per_update.append(build(label, [h for h in hits if h[0] == nightly_id], by_nightly.get(int(nightly_id), [])))
+    if by_nightly.get(-1) or any(h[0] == -1 for h in hits):
+        per_update.insert(0, build("Before nightly runs", [h for h in hits if h[0] == -1], by_nightly.get(-1, [])))
+    return cumulative, per_update
+
+
+# --------------------------------------------------------------------------------------------
+# runs, audit
+
+
+def last_nightly_run(con) -> dict | None:
+    rows = con.execute(
+        """SELECT nightly_id, flow_run_id, source, status, started_at, finished_at, new_records, error
+           FROM nightly_runs ORDER BY nightly_id DESC LIMIT 1"""
+    ).fetchall()
+    if not rows:
+        return None
+    keys = ["nightly_id", "flow_run_id", "source", "status", "started_at", "finished_at", "new_records", "error"]
+    return dict(zip(keys, rows[0]))
+
+
+def audit_entries(con, limit: int = 200, offset: int = 0) -> list[dict]:
+    rows = con.execute(
+        """SELECT id, actor, action, entity, entity_id, CAST(detail AS VARCHAR), "at"
+           FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?""",
+        [int(limit), int(offset)],
+    ).fetchall()
+    return [dict(zip(["id", "actor", "action", "entity", "entity_id", "detail", "at"], r)) for r in rows]
+
+
+def recent_decisions(con, limit: int = 200, offset: int = 0) -> list[dict]:
+    rows = con.execute(
+        """SELECT d.decision_id, d.record_id, r.pmid, d.reviewer, d.stage, d.decision, d.reason,
+                  d.model_version, d.is_resolution, d.created_at
+           FROM screening_decisions d LEFT JOIN records r ON r.record_id = d.record_id
+           ORDER BY d.decision_id DESC LIMIT ? OFFSET ?""",
+        [int(limit), int(offset)],
+    ).fetchall()
+    keys = ["decision_id", "record_id", "pmid", "reviewer", "stage", "decision", "reason", "model_version", "is_resolution", "created_at"]
+    return [dict(zip(keys, r)) for r in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# exports
+
+
+def _safe_cell(value):
+    """Neutralise spreadsheet formulas in exported text (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def export_records(con, reviewers_per_record: int = 2) -> list[dict]:
+    """One row per record with settled decisions, reasons and every reviewer's current vote."""
+    ta = screening.settled_details(con, "title_abstract", reviewers_per_record)
+    ft = screening.settled_details(con, "full_text", reviewers_per_record)
+    ta_votes = screening.current_decisions(con, "title_abstract")
+    ft_votes = screening.current_decisions(con, "full_text")
+    rows = con.execute(
+        """SELECT record_id, pmid, doi, title, abstract, journal, year, authors, mesh, publication_types
+           FROM records ORDER BY record_id"""
+    ).fetchall()
+
+    def votes(v: dict) -> str:
+        return "; ".join(f"{who}: {d}" + (f" ({r})" if r else "") for who, (d, r) in sorted(v.items()))
+
+    out = []
+    for rid, pmid, doi, title, abstract, journal, year, authors, mesh, ptypes in rows:
+        t, f = ta.get(rid, (None, None)), ft.get(rid, (None, None))
+        out.append({
+            "record_id": rid, "pmid": pmid, "doi": doi, "title": title, "abstract": abstract, "journal": journal,
+            "year": year, "authors": list(authors or []), "mesh": list(mesh or []), "publication_types": list(ptypes or []),
+            "title_abstract_decision": t[0] or "", "title_abstract_reason": t[1] or "",
+            "full_text_decision": f[0] or "", "full_text_reason": f[1] or "",
+            "title_abstract_votes": votes(ta_votes.get(rid, {})), "full_text_votes": votes(ft_votes.get(rid, {})),
+        })
+    return out
+
+
+RECORD_CSV_COLUMNS = ["record_id", "pmid", "doi", "title", "journal", "year", "authors",
+                      "title_abstract_decision", "title_abstract_reason", "full_text_decision", "full_text_reason",
+                      "title_abstract_votes", "full_text_votes"]
+
+
+def records_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(RECORD_CSV_COLUMNS)
+    for r in rows:
+        w.writerow([_safe_cell("; ".join(r[c]) if isinstance(r[c], list) else ("" if r[c] is None else r[c])) for c in RECORD_CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def _ris_text(value: str) -> str:
+    return " ".join(str(value).split())  # RIS is one tag per line
+
+
+def records_ris(rows: list[dict]) -> str:
+    """RIS with decisions in N1 notes and the PMID as accession number (reference managers keep both)."""
+    lines: list[str] = []
+    for r in rows:
+        lines.append("TY  - JOUR")
+        if r["title"]:
+            lines.append(f"TI  - {_ris_text(r['title'])}")
+        for a in r["authors"]:
+            lines.append(f"AU  - {_ris_text(a)}")
+        if r["journal"]:
+            lines.append(f"JO  - {_ris_text(r['journal'])}")
+        if r["year"]:
+            lines.append(f"PY  - {r['year']}")
+        if r["abstract"]:
+            lines.append(f"AB  - {_ris_text(r['abstract'])}")
+        if r["doi"]:
+            lines.append(f"DO  - {_ris_text(r['doi'])}")
+        lines.append(f"AN  - {r['pmid']}")
+        lines.append(f"UR  - https://pubmed.ncbi.nlm.nih.gov/{r['pmid']}/")
+        for k in r["mesh"]:
+            lines.append(f"KW  - {_ris_text(k)}")
+        for stage in ("title_abstract", "full_text"):
+            if r[f"{stage}_decision"]:
+                note = f"{stage}: {r[f'{stage}_decision']}"
+                if r[f"{stage}_reason"]:
+                    note += f" ({r[f'{stage}_reason']})"
+                lines.append(f"N1  - {_ris_text(note)}")
+        lines.append("ER  - ")
+        lines.append("")
+    return "\n".join(lines)
+
+
+DECISION_CSV_COLUMNS = ["decision_id", "record_id", "pmid", "reviewer", "stage", "decision", "reason", "note",
+                        "model_version", "is_resolution", "created_at"]
+
+
+def decisions_csv(con) -> str:
+    import csv
+    import io
+
+    rows = con.execute(
+        """SELECT d.decision_id, d.record_id, r.pmid, d.reviewer, d.stage, d.decision, d.reason, d.note,
+                  d.model_version, d.is_resolution, d.created_at
+           FROM screening_decisions d LEFT JOIN records r ON r.record_id = d.record_id ORDER BY d.decision_id"""
+    ).fetchall()
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(DECISION_CSV_COLUMNS)
+    for row in rows:
+        w.writerow([_safe_cell("" if v is None else (v.isoformat(sep=" ") if isinstance(v, datetime) else v)) for v in row])
+    return buf.getvalue()
