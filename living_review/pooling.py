@@ -99,20 +99,34 @@ def compute_version(state: EvidenceState) -> ComputedVersion:
                                diff=diff_evidence(state.previous["evidence"] if state.previous else None, snapshot),
                                evidence=snapshot, plan=[s.to_dict() for s in state.plan])
     for spec in state.plan:
+        digest = _input_digest(snapshot, spec)
         for res in run_analysis(spec, state.rows):
             res.update(evidence_version=version, analysis_id=spec.analysis_id, outcome=spec.outcome,
                        analysis=spec.analysis, subgroup_var=spec.subgroup_var)
             if spec.analysis == "primary" and spec.subgroup_var is None:
                 res["extras"] = funnel_extras(spec, res)
-            change = conclusion_flags(prev_results.pop((spec.analysis_id, res["subgroup"]), None), res, state.alpha)
+            prev = prev_results.pop((spec.analysis_id, res["subgroup"]), None)
+            change = conclusion_flags(prev, res, state.alpha)
             res["conclusion_changed"] = change.changed
             res["change_reasons"] = change.reasons
-            res.setdefault("extras", {})
-            res["extras"] = dict(res["extras"] or {}, conclusion_flags=change.flags)
+            res["extras"] = dict(res.get("extras") or {}, conclusion_flags=change.flags, input_digest=digest)
+            if prev is not None and (prev.get("extras") or {}).get("input_digest") == digest and prev.get("forest_plot"):
+                res["_reuse_plots"] = {f: prev.get(f) for f in ("forest_plot", "funnel_plot", "cumulative_plot")}
             computed.results.append(res)
     computed.dropped = [{"analysis_id": a, "subgroup": s, "k_before": r.get("k")} for (a, s), r in prev_results.items()]
     computed.seconds = time.perf_counter() - t0
     return computed
+
+
+def _input_digest(snapshot: dict, spec) -> str:
+    """Hash of everything one analysis depends on (its outcome's evidence and its settings): equal
+    digests across versions mean identical results, so their plots are reused, not redrawn."""
+    import hashlib
+    import json
+
+    items = [v for v in snapshot.values() if v["outcome"] == spec.outcome]
+    text = json.dumps({"spec": spec.to_dict(), "evidence": items}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _titles(config) -> dict[str, str]:
@@ -121,7 +135,8 @@ def _titles(config) -> dict[str, str]:
 
 def render_plots(computed: ComputedVersion, config, reports_dir: Path, db_path: Path | None = None) -> list[str]:
     """Forest plot for every analysis (subgroup panels for split analyses), funnel and living-history
-    plots for each primary analysis. Paths (relative to reports_dir) are set on the result dicts."""
+    plots for each primary analysis. Paths (relative to reports_dir) are set on the result dicts.
+    Analyses whose inputs did not change since the previous version keep that version's plots."""
     from living_review.reports.plots import cumulative_plot, forest_plot, funnel_plot
 
     reports_dir = Path(reports_dir)
@@ -142,6 +157,11 @@ def render_plots(computed: ComputedVersion, config, reports_dir: Path, db_path: 
         groups.setdefault(r["analysis_id"], []).append(r)
     for analysis_id, results in groups.items():
         first = results[0]
+        reuse = [r.get("_reuse_plots") for r in results]
+        if all(reuse) and all((reports_dir / p).exists() for u in reuse for p in u.values() if p):
+            for r, u in zip(results, reuse):  # same inputs as the previous version: same plots
+                r.update(u)
+            continue
         slug = analysis_id.replace(":", "-")
         label = titles.get(first["outcome"], first["outcome"])
         what = "primary analysis" if first["analysis"] == "primary" else f"sensitivity analysis: {first['analysis']}"
@@ -276,17 +296,22 @@ def whats_new_markdown(summary: dict[str, Any], review_title: str = "") -> str:
     date = time.strftime("%d %B %Y")
     lines = [f"# What's new{': ' + review_title if review_title else ''}", ""]
     if not summary.get("changed"):
+        event = "No outcome data" if summary.get("evidence_version") is None else "No new evidence"
         lines += ["| Date | Event | Description |", "|---|---|---|",
-                  f"| {date} | No new evidence | {summary.get('message', '')} |", ""]
+                  f"| {date} | {event} | {summary.get('message', '')} |", ""]
         return "\n".join(lines)
     n_changed = summary.get("conclusions_changed", 0)
     first = summary.get("previous_version") is None
+    diff = summary.get("diff") or {}
+    new_studies = bool(diff.get("studies_added"))
     if first:
         event = "First pooled analysis"
     elif n_changed:
-        event = "New evidence; conclusions have changed"
+        event = ("New studies added and conclusions have changed" if new_studies
+                 else "Evidence amended and conclusions have changed")
     else:
-        event = "New evidence; conclusions have not changed"
+        event = ("New studies added but conclusions have not changed" if new_studies
+                 else "Amended; conclusions have not changed")
     desc = summary.get("diff_summary", "")
     primaries = [r for r in summary["results"] if r["analysis"] == "primary" and not r.get("subgroup")]
     flagged = [r for r in summary["results"] if r["conclusion_changed"] and not first]

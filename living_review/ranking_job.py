@@ -77,6 +77,12 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
         previous_version = wr.latest_model_version(con)
         previous_info = wr.model_version_info(con, previous_version) if previous_version else None
 
+    if not recs:
+        return {"model_version": None, "kind": "none", "retrained": False, "n_train": 0, "n_includes": 0,
+                "scored": 0, "audit_pending": 0, "top": [], "message": "no records in the warehouse yet",
+                "recall_estimate": {"recall_lower_bound": None, "confidence": rc.confidence, "target": rc.recall_target,
+                                    "records_to_screen_for_target": 0, "screened": 0, "unscreened": 0, "found": 0,
+                                    "audited": 0, "audit_hits": 0, "audit_pending": 0}}
     ids = [r[0] for r in recs]
     pos = {rid: i for i, rid in enumerate(ids)}
     labelled = {rid: int(d == "include") for rid, d in settled.items() if rid in pos}
@@ -139,7 +145,11 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
                      if audit_key(recs[pos[rid]][1]) < audit_fraction}
     rows = _interleave(prob_unscreened, audit_pending, audit_fraction)
 
-    audited_done = [rid for rid in labelled if audit_key(recs[pos[rid]][1]) < audit_fraction]
+    # audited records count as a random sample of what the ranking has not reached: those it has
+    # passed (scored at or above the head of the queue) are left out (models/recall.py)
+    head = max((p for rid, p in prob_unscreened.items() if rid not in audit_pending), default=float("-inf"))
+    audited_done = [rid for rid in labelled if audit_key(recs[pos[rid]][1]) < audit_fraction
+                    and float(probs[pos[rid]]) < head]
     estimate = estimate_recall(found=n_inc, audited=len(audited_done),
                                audit_hits=sum(labelled[r] for r in audited_done), screened=len(labelled),
                                unscreened=len(unscreened), target=rc.recall_target, confidence=rc.confidence).to_dict()

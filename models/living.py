@@ -226,17 +226,10 @@ def _usable(row: dict, kind: str) -> bool:
 
 
 def _meta():
-    """The engine's public API (`models.meta`). Until its package __init__ exports the functions,
-    take them from its submodules (temporary; same functions)."""
-    import importlib
-    import types
+    """The engine (`models.meta`); one indirection so tests can substitute a failing model."""
+    import models.meta
 
-    m = importlib.import_module("models.meta")
-    if callable(getattr(m, "escalc", None)) and not isinstance(getattr(m, "rma", None), types.ModuleType):
-        return m
-    sub = {"escalc": "effect_sizes", "rma": "rma", "rma_mh": "fixed", "regtest": "bias", "trimfill": "bias"}
-    return types.SimpleNamespace(**{name: getattr(importlib.import_module(f"models.meta.{mod}"), name)
-                                    for name, mod in sub.items()})
+    return models.meta
 
 
 def effect_sizes(spec: AnalysisSpec, rows: list[dict]):

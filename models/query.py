@@ -7,13 +7,14 @@ offline:
 * AND / OR / NOT (upper case) are applied strictly **left to right**; parentheses group; two terms
   side by side with no operator are ANDed. Lower-case and/or/not are ordinary words.
 * Quoted phrases, field tags (`[tiab]`, `[Title/Abstract]`, `[mh]`, `[mh:noexp]`, `[majr]`, `[sh]`,
-  `[pt]`, `[ta]`, `[au]`, `[la]`, `[dp]`, `[crdt]`, `[edat]`, `[pmid]`, `[all]`…), unquoted multi-word
+  `[pt]`, `[ta]`, `[au]`, `[la]`, `[dp]`, `[crdt]`, `[edat]`, `[pmid]`, `[ot]`, `[sb]`, `[all]`…), unquoted multi-word
   terms before a tag (`drug therapy[sh]`), trailing truncation `*` (also inside a phrase).
 * Text is matched word by word after casefolding, stripping accents and turning punctuation into
   spaces (so `VIPP-SD[tiab]` is the phrase "vipp sd"). `[tiab]` covers title, abstract and keywords.
 * Offline approximations (no MeSH tree here): `[mh]` matches the descriptor itself and descriptors
   named "<term>, …" (e.g. "Child"[mh] also finds "Child, Preschool"); `[mh:noexp]` only the
-  descriptor. `[pt]` explodes the trial types via a small table. `[dp]` compares years.
+  descriptor. `[pt]` explodes the trial types via a small table. `[dp]` compares years. `[sb]`
+  knows `all` and `medline` (= has MeSH). Untagged bare words are ANDed without PubMed's stopwords.
 
 Compile once (`compile_query`), then call `.matches()` per record; wrap records in `Document` to
 reuse the normalised text across several queries.
@@ -35,19 +36,22 @@ class QuerySyntaxError(ValueError):
 
 
 _COMBINING = re.compile(r"[\u0300-\u036f]")
-_NON_WORD = re.compile(r"[\W_]+")
 _SPACES = re.compile(r"\s+")
 _SEP = " ~ "  # phrase boundary between fields (never produced by normalisation)
 
 
 _ASCII_PUNCT = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+_ASCII_BYTES = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
 
 
 def _fold_char(match: re.Match) -> str:
     char = match.group()
     folded = _FOLDED.get(char)
     if folded is None:
-        if unicodedata.combining(char):
+        ligature = LIGATURES.get(ord(char))
+        if ligature is not None:
+            folded = ligature.casefold()
+        elif unicodedata.combining(char):
             folded = ""
         elif char.isalnum():
             folded = char.casefold()
@@ -65,10 +69,14 @@ def normalise_text(text: str) -> str:
     """Casefolded words without accents or punctuation, single-spaced."""
     if not text:
         return ""
-    text = text.lower().translate(_ASCII_PUNCT)
-    if not text.isascii():  # only the rare non-ASCII characters go through Python code
-        text = _NON_ASCII.sub(_fold_char, unicodedata.normalize("NFKD", text.translate(LIGATURES)))
-    return " ".join(text.split())
+    if text.isascii():  # the common case: a byte-table translation in C
+        return " ".join(text.encode("ascii").lower().translate(_ASCII_BYTES).decode("ascii").split())
+    # Fold only the non-ASCII characters in Python (accents dropped, ligatures spelt out, symbols to
+    # spaces); what is left is usually ASCII again and takes the byte-table path.
+    text = _NON_ASCII.sub(_fold_char, unicodedata.normalize("NFKD", text))
+    if text.isascii():
+        return " ".join(text.encode("ascii").lower().translate(_ASCII_BYTES).decode("ascii").split())
+    return " ".join(text.lower().translate(_ASCII_PUNCT).split())
 
 
 def normalise_label(text: str) -> str:

@@ -3,9 +3,11 @@
 Design (a BUSCAR-style hypergeometric bound on a random audit that accumulates across runs):
 every record gets a fixed uniform random key when it enters the pool; every run audits — sends to
 screening regardless of its score — each unscreened record whose key is below the audit fraction q.
-At any moment let W be the records the ranked queue has not reached (audited ∪ still unscreened).
-Because the keys ignore relevance and the ranking ignores the keys, the audited set A is a uniform
-random subset of W of size |A|. If A holds k includes, the number of includes in W is at most
+At any moment let W be the records the ranked queue has not reached yet: the unscreened records
+plus the audited records that rank below the head of the queue. Because the keys ignore relevance
+and the ranking ignores the keys, the audited part A of W is a uniform random subset of W of size
+|A|. (Audited records the ranking has already passed are left out: they sit where the ranking puts
+includes, and would bias the sample.) If A holds k includes, the number of includes in W is at most
 K⁺ = max{K : P(Hypergeom(|W|, K, |A|) ≤ k) > α} with probability ≥ 1 − α, so
 
     recall ≥ found / (found + K⁺ − k)        with confidence 1 − α.
@@ -155,3 +157,49 @@ def audit_key(record_key: str, salt: str = "living-review-audit") -> float:
 
 def in_audit(record_key: str, audit_fraction: float, salt: str = "living-review-audit") -> bool:
     return audit_key(record_key, salt) < audit_fraction
+
+
+def simulate_stopping(relevant_in_rank_order, keys, audit_fraction: float = 0.05, check_every: int = 25,
+                      target: float = 0.95, confidence: float = 0.95, dry_checks: int = 2) -> dict:
+    """Replay the stopping procedure on one ranking (used to validate coverage on labelled data).
+
+    Records whose key < q are audited (screened regardless of rank); the ranking screens the others in
+    order; every `check_every` ranked records the bound is checked and screening stops once it reaches
+    `target`. When the ranking has found nothing for `dry_checks` checks, q is raised so that the audit
+    grows by `records_to_reach` records — the planning figure the recall estimate reports.
+
+    Returns {stopped, recall (true, at stop), screened (audit included), bound, audit_fraction}.
+    """
+    import numpy as np
+
+    rel = np.asarray(relevant_in_rank_order, dtype=bool)
+    keys = np.asarray(keys, dtype=float)
+    n, total = len(rel), int(rel.sum())
+    q = audit_fraction
+    screened_rank = np.zeros(n, bool)
+    pos = 0  # next ranking position
+    since_find = 0
+    while True:
+        audit = keys < q
+        # the ranking advances over non-audited records
+        taken = 0
+        while pos < n and taken < check_every:
+            if not audit[pos]:
+                screened_rank[pos] = True
+                taken += 1
+                since_find = 0 if rel[pos] else since_find + 1
+            pos += 1
+        found = int((rel & (screened_rank | audit)).sum())
+        suffix = np.zeros(n, bool)
+        suffix[pos:] = True
+        a, k = int((audit & suffix).sum()), int((audit & suffix & rel).sum())
+        unscreened = int((suffix & ~audit).sum())
+        screened = int((screened_rank | audit).sum())
+        lb, _ = recall_bound(found, a, k, unscreened, confidence)
+        if lb >= target or unscreened == 0:
+            return {"stopped": unscreened > 0, "recall": found / total if total else 1.0, "screened": screened,
+                    "bound": lb, "audit_fraction": q}
+        if since_find >= dry_checks * check_every:
+            extra = records_to_reach(found, a, k, unscreened, target, confidence)
+            rest = np.sort(keys[suffix & ~audit])
+            q = float(rest[min(extra, len(rest)) - 1]) + 1e-12 if extra > 0 else q

@@ -13,10 +13,13 @@ def rank_unscreened(run: str | None = None, force: bool = False) -> dict:
 
     summary = run_ranking(run=run, force=force)
     rec = summary["recall_estimate"]
-    _logger().info(
-        "ranking %s (%s, retrained=%s): %d scored; recall >= %.1f%% with %.0f%% confidence",
-        summary["model_version"], summary["kind"], summary["retrained"], summary["scored"],
-        100 * (rec["recall_lower_bound"] or 0), 100 * rec["confidence"])
+    if summary["model_version"] is None:
+        _logger().info("ranking: %s", summary.get("message"))
+    else:
+        _logger().info(
+            "ranking %s (%s, retrained=%s): %d scored; recall >= %.1f%% with %.0f%% confidence",
+            summary["model_version"], summary["kind"], summary["retrained"], summary["scored"],
+            100 * (rec["recall_lower_bound"] or 0), 100 * rec["confidence"])
     return summary
 
 

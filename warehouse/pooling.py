@@ -125,4 +125,8 @@ def pooling_status(con) -> dict[str, Any]:
     )
     if n_entries == 0:
         status["message"] = "no outcome data in the current evidence: nothing is pooled"
+    else:
+        status["message"] = (f"evidence version {status['evidence_version']} ({status['last_refresh'][:16]}): "
+                             f"{status['analyses']} pooled results, {status['conclusions_changed']} with a changed "
+                             f"conclusion")
     return status

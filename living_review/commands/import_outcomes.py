@@ -23,8 +23,10 @@ import json
 
 
 def register(sub) -> None:
+    import argparse
+
     p = sub.add_parser("import-outcomes", help="validate and import outcome data (and studies) from CSV",
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="outcomes CSV (study_id,outcome,events_int,n_int,events_ctl,n_ctl,mean_int,sd_int,mean_ctl,sd_ctl)")
     p.add_argument("--studies", help="studies CSV (study_id,label,intervention,comparator,population,risk_group,"
                                      "country,attachment_measure,age_months,follow_up_months,pmid)")
@@ -77,6 +79,7 @@ def import_files(outcomes_path, studies_path=None, *, db_path=None, config=None,
     if unknown:
         errors.append(f"{outcomes_path}: line 1: unknown column(s) {', '.join(unknown)}; expected {','.join(OUTCOME_COLUMNS)}")
     studies: list[dict] = []
+    listed_studies: set[str] = set()  # ids in the studies file, valid or not (their errors are listed there)
     if studies_path:
         s_header, s_rows = read_csv(studies_path)
         s_missing = [c for c in ("study_id", "label", "intervention") if c not in s_header]
@@ -86,11 +89,12 @@ def import_files(outcomes_path, studies_path=None, *, db_path=None, config=None,
         if s_unknown:
             errors.append(f"{studies_path}: line 1: unknown column(s) {', '.join(s_unknown)}; expected {','.join(STUDY_COLUMNS)}")
         studies, s_errors = parse_study_rows(s_rows, config, first_row=2)
+        listed_studies = {str(r.get("study_id") or "").strip() for r in s_rows} - {""}
         errors += [f"{studies_path}: line {e.row}, {e.field}: {e.message}" for e in s_errors]
     migrate(db_path)
     with connect(db_path) as con:
         known = known_study_ids(con)
-    known |= {s["study_id"] for s in studies}
+    known |= listed_studies
     _, o_errors = parse_outcome_rows(o_rows, config, known, first_row=2)
     errors += [f"{outcomes_path}: line {e.row}, {e.field}: {e.message}" for e in o_errors]
     if not o_rows:

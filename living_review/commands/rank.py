@@ -26,6 +26,9 @@ def run(args) -> int:
         print(json.dumps(summary, indent=2, default=str))
         return 0
     rec = summary["recall_estimate"]
+    if summary["model_version"] is None:
+        print(f"rank: {summary.get('message', 'nothing to rank')}")
+        return 0
     print(f"model:   {summary['model_version']} ({summary['kind']}, {'retrained' if summary['retrained'] else 'unchanged'}; "
           f"{summary['n_train']} settled decisions, {summary['n_includes']} includes)")
     print(f"scored:  {summary['scored']} unscreened records ({summary['audit_pending']} random audit records pending)")

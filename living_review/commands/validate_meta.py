@@ -15,7 +15,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("validate-meta", help="check the meta-analysis engine against reference cases",
-                              description=__doc__.splitlines()[0])
+                              description="Recompute metafor reference cases with the Python engine and compare them.")
     p.add_argument("--cases", required=True, help="cases JSON (list of cases, format in shared/data/meta/SOURCES.md)")
     p.add_argument("--data-dir", required=True, help="folder holding <dataset>.csv for every case")
     p.add_argument("--output", required=True, help="where to write RESULTS.json")

@@ -105,7 +105,7 @@ class _Transport(Exception):
 
 _route = threading.local()
 _install_lock = threading.Lock()
-_installed = False
+_routed_urlopen = None  # our wrapper, as installed on Bio.Entrez
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -124,12 +124,16 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 def _install() -> None:
-    """Wrap Bio.Entrez.urlopen once; outside our calls (no route set) it behaves as before."""
-    global _installed
+    """Wrap Bio.Entrez.urlopen (again, if someone replaced it since); outside our calls (no route
+    set) the wrapper behaves exactly like what it wraps."""
+    global _routed_urlopen
+    from Bio import Entrez
+
+    if Entrez.urlopen is _routed_urlopen:
+        return
     with _install_lock:
-        if _installed:
+        if Entrez.urlopen is _routed_urlopen:
             return
-        from Bio import Entrez
 
         real_urlopen = Entrez.urlopen
 
@@ -157,9 +161,8 @@ def _install() -> None:
                 reason = getattr(exc, "reason", None) or exc
                 raise _Transport(None, f"connection error: {type(exc).__name__}: {reason}") from None
 
-        Entrez.urlopen = routed_urlopen
+        Entrez.urlopen = _routed_urlopen = routed_urlopen
         Entrez.max_tries = 1  # no instant retries inside Bio.Entrez; we back off ourselves
-        _installed = True
 
 
 class _Body(io.BytesIO):
@@ -229,35 +232,47 @@ class EntrezSource:
         function = getattr(Entrez, function_name)
         last_error = ""
         for attempt in range(1, self.max_tries + 1):
+            _install()
             self.limiter.acquire()
             Entrez._open.previous = 0.0  # our limiter already spaced this call: skip Bio's sleep
             _route.base, _route.timeout = self.base_url, self.timeout
+            failure: _Transport | None = None
             try:
                 handle = function(**params)
                 body = handle.read()
                 return body if isinstance(body, bytes) else body.encode("utf-8")
             except _Transport as exc:
-                status, last_error = exc.status, self.scrub(exc.reason)
-                if status is not None and status not in RETRYABLE_STATUS:
-                    raise SourceError(f"{what}: {last_error} (not retried)", transient=False) from None
-                if attempt == self.max_tries:
-                    break
-                delay = self.rng.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
-                if exc.retry_after is not None:
-                    if exc.retry_after > self.max_retry_after:
-                        raise RateLimitError(
-                            f"{what}: NCBI asked to wait {exc.retry_after:.0f} s (Retry-After), more than "
-                            f"the {self.max_retry_after:.0f} s this run accepts: {last_error}",
-                            transient=False,
-                        ) from None
-                    delay = max(delay, exc.retry_after)
-                log.warning("%s: %s; try %d/%d, retrying in %.2f s", what, last_error, attempt,
-                            self.max_tries, delay)
-                self.sleep(delay)
+                failure = exc
+            except (HTTPError, URLError, OSError, http.client.HTTPException) as raw:
+                # Only if something bypassed our urlopen wrapper: never let the raw error (its
+                # attributes hold the URL with the key) escape.
+                headers = getattr(raw, "headers", None)
+                failure = _Transport(getattr(raw, "code", None), f"{type(raw).__name__}: {getattr(raw, 'reason', raw)}",
+                                     _parse_retry_after(headers.get("Retry-After")) if headers else None)
             finally:
                 _route.base = None
+            last_error = self.scrub(failure.reason)
+            self._back_off_or_raise(what, failure, last_error, attempt)
         error_class = RateLimitError if last_error.startswith("HTTP 429") else SourceError
         raise error_class(f"{what}: gave up after {self.max_tries} tries; last error: {last_error}")
+
+    def _back_off_or_raise(self, what: str, failure: _Transport, message: str, attempt: int) -> None:
+        """Sleep before the next try (full jitter, at least Retry-After), or raise if retrying is pointless."""
+        if failure.status is not None and failure.status not in RETRYABLE_STATUS:
+            raise SourceError(f"{what}: {message} (not retried)", transient=False)
+        if attempt == self.max_tries:
+            return
+        delay = self.rng.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+        if failure.retry_after is not None:
+            if failure.retry_after > self.max_retry_after:
+                raise RateLimitError(
+                    f"{what}: NCBI asked to wait {failure.retry_after:.0f} s (Retry-After), more than "
+                    f"the {self.max_retry_after:.0f} s this run accepts: {message}",
+                    transient=False,
+                )
+            delay = max(delay, failure.retry_after)
+        log.warning("%s: %s; try %d/%d, retrying in %.2f s", what, message, attempt, self.max_tries, delay)
+        self.sleep(delay)
 
     # -- the Source API ----------------------------------------------------------------------
 

@@ -8,9 +8,11 @@ same DuckDB file and DuckDB admits one process at a time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from living_review.config import ReviewConfig, load_review
 from living_review.settings import Settings, get_settings
 from living_review.web import integrations
 from living_review.web.prisma_svg import prisma_svg
+from living_review.web.writer import GroupWriter
 from living_review.web.render import abstract_sections, highlight, study_label, study_slug
 from warehouse import screening, workspace
 from warehouse.db import connect, migrate, transaction
@@ -116,6 +119,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     reasons = list(config.screening.exclusion_reasons)
     terms = list(config.screening.highlight_terms)
 
+    decision_writer = GroupWriter(db_path, expected=(HTTPException, screening.DecisionError))
     app = FastAPI(title="Living review workspace", docs_url=None, redoc_url=None, openapi_url=None)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True, trim_blocks=True, lstrip_blocks=True
@@ -193,6 +197,15 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             ctx = builder(con, user)
         ctx["user"] = user
         return ctx, None
+
+    model_version_cache: list = [0.0, None]
+
+    def current_model_version(con) -> str | None:
+        """The ranking model version, re-read at most every 5 s (it changes once a night)."""
+        now = time.monotonic()
+        if now - model_version_cache[0] > 5.0:
+            model_version_cache[:] = [now, integrations.model_version(con)]
+        return model_version_cache[1]
 
     # ---------------------------------------------------------------- errors
 
@@ -295,7 +308,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             elif q:
                 idx = skip_ % len(q)
             rec = workspace.get_record(con, q[idx]) if q else None
-            done = sum(1 for v in screening.current_decisions(con, stage_).values() if user.name in v)
+            done = len(screening.decided_record_ids(con, user.name, stage_))
             return {
                 "stage": stage_, "record": rec, "position": idx, "queue_len": len(q), "done": done,
                 "sections": abstract_sections(rec["abstract"]) if rec else [],
@@ -338,18 +351,21 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             raise BadRequest("client_token is too long")
         skip = _int(form.get("skip") or 0, "skip", minimum=0)
 
-        def work():
-            with transaction(db_path) as con:
-                user = require_user(request, con)
-                _eligible(con, record_id, stage)
-                version = integrations.model_version(con)
-                try:
-                    return screening.append_decision(con, record_id, user.name, stage, decision, reason=reason, note=note,
-                                                     model_version=version, client_token=token)
-                except screening.DecisionError as exc:
-                    raise BadRequest(str(exc)) from None
+        session_name, session_epoch = request.session.get("user"), request.session.get("epoch")
 
-        decision_id = await run_in_threadpool(work)
+        def job(con):
+            user = workspace.get_reviewer(con, session_name) if session_name else None
+            if user is None or not user.active or user.session_epoch != session_epoch:
+                raise BadRequest("Please log in.", 401)
+            _eligible(con, record_id, stage)
+            version = current_model_version(con)
+            return screening.append_decision(con, record_id, user.name, stage, decision, reason=reason, note=note,
+                                             model_version=version, client_token=token)
+
+        try:
+            decision_id = await asyncio.wrap_future(decision_writer.submit(job))
+        except screening.DecisionError as exc:
+            raise BadRequest(str(exc)) from None
         if wants_json(request):
             return JSONResponse({"decision_id": decision_id})
         return RedirectResponse(f"/screen?{urlencode({'stage': stage, 'skip': skip})}", status_code=303)
@@ -562,6 +578,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                     key = f"{oname}.{e.field}" if e.field in FIELD_LABELS else (
                         "study.study_id" if e.field == "study_id" else f"{oname}.outcome")
                     errors.setdefault(key, e.message)
+                ctx["user"] = user
                 if errors:
                     ctx["errors"] = errors
                     return ctx, None
@@ -594,7 +611,16 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             for r in results or []:
                 by_outcome.setdefault(str(r.get("outcome") or ""), []).append(r)
             labels = {o.name: o.label for o in config.outcomes}
-            return {"available": results is not None, "by_outcome": by_outcome, "labels": labels,
+            plots: dict[str, list[tuple[str, str]]] = {}
+            for outcome, rows in by_outcome.items():
+                seen: set[str] = set()
+                for r in rows:
+                    path = r.get("forest_plot")
+                    if path and path not in seen:
+                        seen.add(path)
+                        caption = f"{r.get('analysis')}" + (f" by {r['subgroup_var']}" if r.get("subgroup_var") else "")
+                        plots.setdefault(outcome, []).append((path, caption))
+            return {"available": results is not None, "by_outcome": by_outcome, "labels": labels, "plots": plots,
                     "version": (results or [{}])[0].get("evidence_version") if results else None,
                     "refreshed": (results or [{}])[0].get("created_at") if results else None}
 

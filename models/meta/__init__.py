@@ -5,7 +5,7 @@ Ratio measures (OR, RR, PETO) are on the log scale everywhere; back-transform on
 
 from .bias import RegtestResult, TrimfillResult, regtest, trimfill
 from .effect_sizes import EffectSizes, escalc, hedges_correction
-from .estimators import ESTIMATORS, ConvergenceError, Tau2Fit
+from .estimators import ESTIMATORS, ConvergenceError, Control, Tau2Fit
 from .fixed import FixedResult, rma_mh, rma_peto
 from .heterogeneity import Tau2CI, confint_tau2
 from .rma import Prediction, RMAResult, rma
@@ -14,7 +14,7 @@ from .subgroups import CommonTau2Subgroups, SeparateTau2Subgroups, subgroup_comm
 
 __all__ = [
     "escalc", "EffectSizes", "hedges_correction",
-    "rma", "RMAResult", "Prediction", "ESTIMATORS", "Tau2Fit", "ConvergenceError",
+    "rma", "RMAResult", "Prediction", "ESTIMATORS", "Tau2Fit", "ConvergenceError", "Control",
     "rma_mh", "rma_peto", "FixedResult",
     "confint_tau2", "Tau2CI",
     "regtest", "RegtestResult", "trimfill", "TrimfillResult",

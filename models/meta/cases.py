@@ -24,7 +24,7 @@ ANALYSES = ("escalc", "rma", "rma.mh", "rma.peto", "confint_tau2", "regtest", "t
             "cumul", "subgroup", "metareg")
 INTEGER_KEYS = {"k", "df", "k0", "QE_df", "k_yi", "tarone_df", "Q_between_df", "QM_df", "p", "level_k",
                 "order_rows"}
-ESCALC_ARGS = ("ai", "bi", "ci", "di", "n1i", "n2i", "m1i", "sd1i", "m2i", "sd2i", "ri", "ni", "yi", "vi")
+ESCALC_ARGS = ("ai", "bi", "ci", "di", "n1i", "n2i", "m1i", "sd1i", "m2i", "sd2i", "ri", "ni", "yi", "vi", "sei")
 
 
 class CaseError(ValueError):
@@ -85,6 +85,8 @@ def effect_sizes(case: dict, table: dict):
     args = {arg: numeric(table, col) for arg, col in inputs.items()}
     opts = (case.get("options") or {}).get("escalc") or {}
     measure = case.get("measure") or "GEN"
+    if "yi" in args and "sei" in args and "vi" not in args:
+        args["vi"] = args.pop("sei") ** 2
     if "yi" in args and "vi" in args:
         measure_used = "GEN"
         args = {"yi": args["yi"], "vi": args["vi"]}
@@ -254,8 +256,10 @@ def run_case(case: dict, table: dict, control=None) -> dict:
         ci = confint_tau2(_rma_from_case(case, table), level=opts.get("level", 95))
         return {key: _f(val) for key, val in ci.as_dict().items()}
     if analysis == "regtest":
-        res = _rma_from_case(case, table)
-        rt = regtest(res, model=opts.get("model", "rma"), predictor=opts.get("predictor", "sei"))
+        es = effect_sizes(case, table)
+        res = _rma_from_case(case, table, es=es)
+        ni = None if es.ni is None else np.asarray(es.ni, dtype=float)[res.rows]
+        rt = regtest(res, model=opts.get("model", "rma"), predictor=opts.get("predictor", "sei"), ni=ni)
         out = {}
         if rt.model == "lm" or rt.df is not None:
             out["tval"], out["df"] = _f(rt.zval), int(rt.df)

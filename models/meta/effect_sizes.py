@@ -132,6 +132,7 @@ def escalc(
     with np.errstate(divide="ignore", invalid="ignore"):
         if measure in BINARY_MEASURES:
             a, b, c, d = two_by_two(ai, bi, ci, di, n1i, n2i)
+            n_out = a + b + c + d  # metafor's ni: unadjusted total
             a, b, c, d = add_to_cells(a, b, c, d, add, to, drop00)
             n1, n2 = a + b, c + d
             p1, p2 = a / n1, c / n2
@@ -153,7 +154,6 @@ def escalc(
                 o_minus_e, var = peto_terms(a, b, c, d)
                 y = o_minus_e / var
                 v = 1 / var
-            n_out = n1 + n2
         elif measure in CONTINUOUS_MEASURES:
             m1, s1, n1, m2, s2, n2 = map(_arr, (m1i, sd1i, n1i, m2i, sd2i, n2i))
             if any(x is None for x in (m1, s1, n1, m2, s2, n2)):

@@ -43,6 +43,7 @@ class FixedResult:
     warnings: list[str] = field(default_factory=list)
     tables: tuple | None = None
     options: dict = field(default_factory=dict)
+    weights: np.ndarray | None = None  # percent, per complete table (metafor's weights.rma.mh / .peto)
 
     def refit(self, idx) -> "FixedResult":
         """The same pooling on a subset of the complete tables (positions into ``tables``)."""
@@ -166,11 +167,19 @@ def rma_mh(measure, ai=None, bi=None, ci=None, di=None, n1i=None, n2i=None, add=
         beta = float(np.sum(a * (n2 / N) - c * (n1 / N)) / denom)
         se = float(np.sqrt((beta * np.sum(c * (n1 / N) ** 2 - a * (n2 / N) ** 2 + (n1 / N) * (n2 / N) * (n2 - n1) / 2)
                             + np.sum(a * (n2 - c) / N + c * (n1 - a) / N) / 2) / denom**2))
+    if measure == "OR":
+        w = b * c / N
+    elif measure == "RR":
+        w = c * n1 / N
+    else:
+        w = n1 * n2 / N
+    weights = 100 * w / w.sum() if w.sum() > 0 else None
     zval = beta / se if np.isfinite(beta) and se > 0 else nan
     pval = float(2 * stats.norm.sf(abs(zval))) if np.isfinite(zval) else nan
     QE, QEp, I2, H2, k_yi = _q_stats(es.yi, es.vi, beta)
     return FixedResult(measure, "MH", beta, se, zval, pval, beta - crit * se, beta + crit * se, QE, QEp, I2, H2,
-                       len(a), k_yi, es.yi, es.vi, warnings=warnings, tables=raw, options=options, **out)
+                       len(a), k_yi, es.yi, es.vi, warnings=warnings, tables=raw, options=options,
+                       weights=weights, **out)
 
 
 def rma_peto(ai=None, bi=None, ci=None, di=None, n1i=None, n2i=None, add=(0.5, 0.0), to=("only0", "none"),
@@ -198,4 +207,5 @@ def rma_peto(ai=None, bi=None, ci=None, di=None, n1i=None, n2i=None, add=(0.5, 0
     else:
         QEp, I2, H2 = 1.0, 0.0, 1.0
     return FixedResult("PETO", "Peto", beta, se, zval, float(2 * stats.norm.sf(abs(zval))), beta - crit * se,
-                       beta + crit * se, QE, QEp, I2, H2, len(a), k_yi, es.yi, es.vi, tables=raw, options=options)
+                       beta + crit * se, QE, QEp, I2, H2, len(a), k_yi, es.yi, es.vi, tables=raw, options=options,
+                       weights=100 * V / sv)

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import stats
 
 from ._projection import WeightedProjection
-from .estimators import ConvergenceError, Control, DerSimonianLaird, Tau2Fit, get_estimator
+from .estimators import ConvergenceError, Control, Tau2Fit, get_estimator
 
 EE_METHODS = ("EE", "FE", "CE")
 T_TESTS = ("knha", "t", "adhoc")
@@ -240,6 +240,8 @@ def rma(
     vb = proj.Ainv.copy()
     if test in ("knha", "adhoc"):
         s2w = 0.0 if rss_re <= np.finfo(float).eps else rss_re / (k - p)
+        if s2w == 0.0:
+            warnings.append("Knapp-Hartung scale is 0 (effects fit exactly): se = 0, as in metafor")
         if test == "adhoc":
             s2w = max(s2w, 1.0)
         vb = vb * s2w
@@ -328,4 +330,4 @@ def _r2(res: RMAResult, y, v, X, method, test, control) -> float | None:
     return max(0.0, 100 * (base.tau2 - res.tau2) / base.tau2)
 
 
-__all__ = ["rma", "RMAResult", "Prediction", "alpha_of", "DerSimonianLaird"]
+__all__ = ["rma", "RMAResult", "Prediction", "alpha_of", "Control"]

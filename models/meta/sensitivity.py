@@ -23,9 +23,12 @@ class Sequence:
     I2: np.ndarray
     H2: np.ndarray
     order: np.ndarray
+    t_test: bool = False
 
     def as_dict(self) -> dict:
-        out = {key: getattr(self, key) for key in ("estimate", "se", "zval", "pval", "ci_lb", "ci_ub", "Q", "Qp")}
+        """metafor's names: ``tval`` instead of ``zval`` under Knapp–Hartung."""
+        out = {"estimate": self.estimate, "se": self.se, ("tval" if self.t_test else "zval"): self.zval}
+        out.update({key: getattr(self, key) for key in ("pval", "ci_lb", "ci_ub", "Q", "Qp")})
         if self.tau2 is not None:
             out["tau2"] = self.tau2
         out["I2"], out["H2"] = self.I2, self.H2
@@ -60,7 +63,8 @@ def _collect(res, subsets, order) -> Sequence:
         cols["I2"][i], cols["H2"][i] = fit.I2, fit.H2
     tau2 = cols.pop("tau2")
     tau2 = tau2 if _has_tau2(res) else None
-    return Sequence(tau2=tau2, order=np.asarray(order), **cols)
+    t_test = getattr(res, "test", "z") in ("knha", "t", "adhoc")
+    return Sequence(tau2=tau2, order=np.asarray(order), t_test=t_test, **cols)
 
 
 def leave1out(res) -> Sequence:

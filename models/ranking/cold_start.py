@@ -34,6 +34,8 @@ def cold_start_scores(pool: RecordFields, reference_texts: Sequence[str], seed_i
     Records without text score 0 unless nothing has any similarity (then all are 0: a flat queue).
     """
     docs = pool.documents()
+    if not docs:
+        return np.zeros(0)
     refs = [t for t in reference_texts if t and t.strip()]
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english", dtype=np.float32)
     try:

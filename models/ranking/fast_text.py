@@ -58,9 +58,8 @@ class FastTfidf:
         self.n_tokens = len(tokens)
         self.uni_col = np.array(uni_col, dtype=np.int64)
         keys = np.array(big_a, dtype=np.int64) * self.n_tokens + np.array(big_b, dtype=np.int64)
-        order = np.argsort(keys)
-        self.big_keys = keys[order]
-        self.big_col = np.array(big_col, dtype=np.int64)[order]
+        self.big_index = pd.Index(keys)  # unique integer keys: a C hash lookup per bigram
+        self.big_col = np.array(big_col, dtype=np.int64)
         self.idf = vec.idf_.astype(np.float64) if vec.use_idf else None
         self.n_features = len(vocab)
         self.pattern = re.compile(vec.token_pattern)
@@ -86,13 +85,12 @@ class FastTfidf:
         rows = [doc_of[uni >= 0]]
         cols = [uni[uni >= 0]]
         # bigrams: consecutive tokens of the same document, both known
-        if self.vec.ngram_range[1] == 2 and len(ids) > 1 and len(self.big_keys):
+        if self.vec.ngram_range[1] == 2 and len(ids) > 1 and len(self.big_index):
             a, b = ids[:-1], ids[1:]
             same = (doc_of[:-1] == doc_of[1:]) & (a >= 0) & (b >= 0)
             keys = a[same] * self.n_tokens + b[same]
-            pos = np.searchsorted(self.big_keys, keys)
-            pos = np.minimum(pos, len(self.big_keys) - 1)
-            hit = self.big_keys[pos] == keys
+            pos = self.big_index.get_indexer(keys)
+            hit = pos >= 0
             rows.append(doc_of[:-1][same][hit])
             cols.append(self.big_col[pos[hit]])
         r = np.concatenate(rows)

@@ -40,6 +40,9 @@ class SimulationParams:
     every_step_until: int = 100     # refit after every record while fewer than this are screened
     batch_fraction: float = 0.02    # afterwards refit after ceil(fraction × screened) records
     audit_fraction: float = 0.0     # random audit share of each query (0 in benchmarks, like ASReview)
+    knn_weight: float = 0.0         # blend in the highest cosine similarity to a known include
+    pseudo_negatives: int = 0       # random unscreened records added as weak excludes (BMI-style)
+    pseudo_weight: float = 0.3      # their weight relative to a real exclude
     vectorizer: dict = field(default_factory=dict)
     classifier: dict = field(default_factory=dict)
 
@@ -71,6 +74,7 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
         raise SimulationError("label_included must be 0 or 1")
     priors = list(prior_idx) if prior_idx is not None else choose_priors(truth, prior_included, prior_excluded, seed)
     rng = np.random.default_rng(seed + 1_000_003)
+    rng_pseudo = np.random.default_rng(seed + 2_000_003)
     fields = RecordFields(titles, abstracts, mesh, publication_types)
     X = RecordVectorizer(**params.vectorizer).fit_transform(fields)
     no_text = ~fields.has_text()
@@ -105,8 +109,7 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
         train = [i for i in order if not no_text[i]]
         ys = np.array([revealed[i] for i in train])
         if 0 < ys.sum() < len(ys):
-            clf = RelevanceClassifier(random_state=seed, **params.classifier).fit(X[train], ys)
-            scores = clf.decision_function(X)
+            scores = fit_and_score(X, train, ys, candidates, params, seed, rng_pseudo)
             n_fits += 1
             n_screened = len(order)
             batch = 1 if n_screened < params.every_step_until else int(np.ceil(params.batch_fraction * n_screened))
@@ -142,3 +145,33 @@ def empties_due(order, revealed, no_text, screened, found, n, window) -> bool:
     if len(recent) < window:
         return False
     return sum(revealed[i] for i in recent) / window <= found / n
+
+
+def _z(v: np.ndarray) -> np.ndarray:
+    sd = v.std()
+    return (v - v.mean()) / sd if sd > 0 else v * 0.0
+
+
+def fit_and_score(X, train, ys, candidates, params: SimulationParams, seed: int, rng) -> np.ndarray:
+    """Fit on the screened records (plus optional pseudo-negatives) and score every record."""
+    from models.ranking.balance import BalancedWeights
+
+    Xt, yt = X[train], ys
+    clf = RelevanceClassifier(random_state=seed, **params.classifier)
+    if params.pseudo_negatives and len(candidates):
+        from scipy import sparse
+
+        k = min(params.pseudo_negatives, len(candidates))
+        extra = rng.choice(candidates, k, replace=False)
+        w = BalancedWeights(clf.balance_ratio).compute_sample_weight(yt)
+        w_extra = np.full(k, params.pseudo_weight * w[yt == 0].mean())
+        clf.fit(sparse.vstack([Xt, X[extra]]).tocsr(), np.concatenate([yt, np.zeros(k, int)]),
+                sample_weight=np.concatenate([w, w_extra]))
+    else:
+        clf.fit(Xt, yt)
+    scores = clf.decision_function(X)
+    if params.knn_weight > 0:
+        inc = np.asarray(train)[ys == 1]
+        sims = (X @ X[inc].T).max(axis=1).toarray().ravel()
+        scores = (1 - params.knn_weight) * _z(scores) + params.knn_weight * _z(sims)
+    return scores

@@ -23,10 +23,11 @@ def test_flow_pools_plots_publishes_whats_new_then_does_nothing(prefect_harness,
     from flows.pool import refresh_pooled_effects
     from living_review.settings import get_settings
 
-    config_path = synthetic_config_path(tmp_path, outcomes=["secure"])  # one outcome keeps the plots cheap
+    # one outcome, no sensitivity analyses: fewer plots keep this test cheap
+    config_path = synthetic_config_path(tmp_path, outcomes=["secure"], sensitivity=False)
     monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(config_path))
     settings = get_settings()
-    import_synthetic(settings.db_path, synthetic_config(tmp_path, outcomes=["secure"]))
+    import_synthetic(settings.db_path, synthetic_config(tmp_path, outcomes=["secure"], sensitivity=False))
 
     first = refresh_pooled_effects()
     assert first["changed"] and first["evidence_version"] == 1 and first["trigger"] == "nightly"
@@ -34,7 +35,7 @@ def test_flow_pools_plots_publishes_whats_new_then_does_nothing(prefect_harness,
     assert 1.3 < first["primary"][0]["exp_estimate"] < 1.4  # invented data; exact value checked in warehouse tests
     plots = settings.reports_dir / "plots" / "v1"
     for name in ("secure-primary-forest", "secure-primary-funnel", "secure-primary-history",
-                 "secure-primary-by-intervention-forest", "secure-MH-forest", "secure-DL-forest"):
+                 "secure-primary-by-intervention-forest"):
         assert (plots / f"{name}.png").stat().st_size > 0 and (plots / f"{name}.svg").exists()
     markdown = _artifact_markdown("pooled-effects-whats-new")
     assert markdown and "| Date | Event | Description |" in markdown and "First pooled analysis" in markdown

@@ -267,3 +267,47 @@ def test_memory_stays_flat_as_the_input_grows():
     assert (small_count, large_count) == (100, 2000)
     # Measured: an lxml tree of the 2000 articles takes ~520 MB; streaming stays within a few MB.
     assert large_kb - small_kb < 30_000
+
+
+# -- reference lists are dropped before parsing (speed), without changing any record ----------------
+
+
+def _expected_without_references(data: bytes) -> bytes:
+    return re.sub(rb"<ReferenceList>.*?</ReferenceList>(\s*</ReferenceList>)?",
+                  lambda m: b"\n" * m.group().count(b"\n"), data, flags=re.S)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 15, 16, 17, 4096])
+def test_reference_filter_is_exact_at_any_chunk_boundary(chunk_size):
+    from models.pubmed import _WithoutReferenceLists
+
+    for name in ("pubmed4.xml", "30386702.xml", "sample_article_20301577.xml"):
+        data = (FIXTURES / name).read_bytes()
+        stream = _WithoutReferenceLists(io.BytesIO(data), chunk_size=chunk_size)
+        out = b"".join(iter(lambda: stream.read(5), b""))
+        assert out == _expected_without_references(data), (name, chunk_size)
+        assert out.count(b"\n") == data.count(b"\n")  # line numbers of errors stay true
+
+
+def test_reference_filter_handles_nested_and_empty_lists():
+    from models.pubmed import _WithoutReferenceLists
+
+    data = (b"<a>1<ReferenceList><Title>x</Title><ReferenceList>\n<Reference/></ReferenceList>\n"
+            b"</ReferenceList>2<ReferenceList/>3<ReferenceList >y</ReferenceList>4</a>")
+    out = _WithoutReferenceLists(io.BytesIO(data), chunk_size=3).read()
+    assert out == b"<a>1\n\n234</a>"
+
+
+@pytest.mark.skipif(not SHARED_PUBMED.is_dir(), reason="../shared is not present")
+def test_dropping_reference_lists_changes_no_record():
+    for path in shared_efetch_files():
+        fast = [r.to_dict() for r in iter_pubmed(path)]
+        full = [r.to_dict() for r in iter_pubmed(path, skip_references=False)]
+        assert fast == full, path.name
+
+
+def test_truncation_inside_a_reference_list_still_fails():
+    data = (FIXTURES / "30386702.xml").read_bytes()
+    cut = data[: data.index(b"</Reference>", data.index(b"<ReferenceList>")) + 5]
+    with pytest.raises(PubmedParseError, match=r"line \d+"):
+        list(iter_records(cut))

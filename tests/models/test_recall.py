@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import hypergeom
 
 from models.recall import (audit_key, buscar_p_value, estimate_recall, hypergeom_upper_bound, in_audit,
-                           recall_bound, records_to_reach)
+                           recall_bound, records_to_reach, simulate_stopping)
 
 
 def test_hypergeom_upper_bound_known_values():
@@ -57,29 +57,23 @@ def test_audit_keys_are_stable_uniform_and_id_based():
 
 
 def test_stopping_with_recall_below_target_happens_at_most_alpha_of_the_time():
-    """Coverage by simulation: a pool where the ranking finds includes early, stop at the first look
-    where the bound reaches the target; the share of stops with true recall < target must be ≤ α."""
+    """Coverage by simulation: a good but imperfect ranking, audit keys at random, stop at the first
+    check where the bound reaches the target; the share of runs stopping with recall < target ≤ α."""
     rng = np.random.default_rng(0)
     n, n_rel, target, alpha, q = 2000, 40, 0.8, 0.05, 0.1
-    bad = stops = 0
-    for rep in range(150):
+    results = []
+    for rep in range(200):
         rel = np.zeros(n, bool)
         rel[rng.choice(n, n_rel, replace=False)] = True
-        # a good but imperfect ranking: relevant records score higher on average
         order = np.argsort(-(rel * 1.5 + rng.normal(size=n)))
-        audit = rng.random(n) < q
-        ranked = [i for i in order if not audit[i]]
-        found_audit, n_audit = int(rel[audit].sum()), int(audit.sum())
-        found_rank = 0
-        for step, i in enumerate(ranked, start=1):
-            found_rank += rel[i]
-            if step % 50:
-                continue
-            unscreened = len(ranked) - step
-            lb, _ = recall_bound(found_rank + found_audit, n_audit, found_audit, unscreened, 1 - alpha)
-            if lb >= target:
-                stops += 1
-                bad += (found_rank + found_audit) / n_rel < target
-                break
-    assert stops > 100
-    assert bad / stops <= alpha
+        results.append(simulate_stopping(rel[order], rng.random(n), q, 50, target, 1 - alpha))
+    stops = [r for r in results if r["stopped"]]
+    assert len(stops) > 150
+    assert sum(r["recall"] < target for r in results) / len(results) <= alpha
+    assert np.mean([r["screened"] for r in stops]) < n  # the rule does save work
+
+
+def test_simulate_stopping_never_stops_without_audit_evidence():
+    rel = np.array([True] * 5 + [False] * 95)
+    out = simulate_stopping(rel, np.ones(100), 0.0, 10, 0.95, 0.95, dry_checks=10**6)
+    assert out["stopped"] is False and out["screened"] == 100

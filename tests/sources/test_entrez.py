@@ -363,3 +363,25 @@ def test_transient_flag_separates_permanent_from_retryable_failures(source, serv
     with pytest.raises(SourceError) as overloaded:
         source.search("all[sb]", *EVERYTHING)
     assert overloaded.value.transient is True
+
+
+def test_count_above_the_cap_is_reported_for_window_splitting(server, source):
+    server.id_cap = 4
+    try:
+        result = source.search("all[sb]", *EVERYTHING)
+    finally:
+        server.id_cap = 10_000
+    assert result.count == 9 and len(result.pmids) == 4 and not result.complete
+
+
+def test_routing_survives_someone_replacing_bio_entrez_urlopen(source, server, monkeypatch):
+    import urllib.request
+
+    from Bio import Entrez
+
+    monkeypatch.setattr(Entrez, "urlopen", urllib.request.urlopen)  # e.g. the stack-notes recipe
+    server.inject("esearch", Fault(status=400))
+    with pytest.raises(SourceError, match="not retried"):  # still ours: routed, converted, scrubbed
+        source.search("all[sb]", *EVERYTHING)
+    assert source.search("all[sb]", *EVERYTHING).count == 9
+    assert Entrez.max_tries == 1

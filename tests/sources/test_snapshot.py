@@ -102,8 +102,9 @@ def test_search_fetch_and_post_round_trip(bundled):
 def test_empty_search_and_errors(bundled):
     empty = bundled.search("all[sb]", date(2090, 1, 1), date(2090, 12, 31))
     assert (empty.count, empty.pmids, empty.history) == (0, [], None)
-    with pytest.raises(SourceError, match="query not understood: unclosed"):
+    with pytest.raises(SourceError, match="query not understood: unclosed") as bad_query:
         bundled.search("(attachment[tiab]", *EVERYTHING)
+    assert bad_query.value.transient is False  # retrying cannot help
     with pytest.raises(BatchError, match="unknown history") as info:
         bundled.fetch_batch(History("MCID_elsewhere", "1", 3), 0, 3)
     assert (info.value.retstart, info.value.retmax) == (0, 3)

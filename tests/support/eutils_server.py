@@ -79,6 +79,7 @@ class EutilsServer:
 
     articles: dict[str, _Article] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
+    id_cap: int = 10_000  # PubMed's ESearch returns at most the first 10,000 ids; lower it in tests
 
     def __post_init__(self) -> None:
         self._faults: dict[str, list[Fault]] = {}
@@ -250,7 +251,7 @@ class EutilsServer:
         hits.sort(key=int, reverse=True)  # newest first, as PubMed's default order
         retstart = int(params.get("retstart", 0))
         retmax = int(params.get("retmax", 20))
-        shown = hits[retstart: retstart + retmax]
+        shown = hits[: self.id_cap][retstart: retstart + retmax]
         history = ""
         if params.get("usehistory") == "y":
             webenv, key = self._new_history(hits, params.get("WebEnv"))

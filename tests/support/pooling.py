@@ -12,9 +12,9 @@ FIXTURES = REPO / "tests" / "fixtures" / "pooling"
 SYNTHETIC_INTERVENTIONS = ["video_feedback", "home_visiting", "group"]
 
 
-def synthetic_config_path(tmp_path: Path, outcomes: list[str] | None = None) -> Path:
+def synthetic_config_path(tmp_path: Path, outcomes: list[str] | None = None, sensitivity: bool = True) -> Path:
     """review.toml with the synthetic intervention names added to the vocabulary and, optionally,
-    only the named [[outcomes]] kept."""
+    only the named [[outcomes]] kept and no sensitivity analyses (fewer plots: faster tests)."""
     text = (REPO / "review.toml").read_text(encoding="utf-8")
     new, n = re.subn(r'(interventions\s*=\s*\[)', r'\1 ' + ", ".join(f'"{x}"' for x in SYNTHETIC_INTERVENTIONS) + ",",
                      text, count=1)
@@ -28,15 +28,18 @@ def synthetic_config_path(tmp_path: Path, outcomes: list[str] | None = None) -> 
                 continue
             kept.append(b)
         new = "".join(kept)
+    if not sensitivity:
+        new, n = re.subn(r"(?ms)^sensitivity\s*=\s*\[.*?^\]", "sensitivity = []", new, count=1)
+        assert n == 1, "review.toml has no [pooling] sensitivity list"
     path = tmp_path / "review-synthetic.toml"
     path.write_text(new, encoding="utf-8")
     return path
 
 
-def synthetic_config(tmp_path: Path, outcomes: list[str] | None = None):
+def synthetic_config(tmp_path: Path, outcomes: list[str] | None = None, sensitivity: bool = True):
     from living_review.config import load_review
 
-    return load_review(synthetic_config_path(tmp_path, outcomes))
+    return load_review(synthetic_config_path(tmp_path, outcomes, sensitivity))
 
 
 def reference_case(case_id: str) -> dict:

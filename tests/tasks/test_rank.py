@@ -80,21 +80,25 @@ def test_audit_records_are_flagged_and_spread_through_the_queue(warehouse):
     assert sorted(r[0] for r in rows) == sorted(prob)
 
 
-def test_recall_estimate_counts_audited_records(warehouse, monkeypatch):
+def test_recall_estimate_counts_audit_records_by_their_key(warehouse):
     from living_review import ranking_job
+    from models.recall import in_audit
+    from warehouse.db import transaction
 
     settings, ids = warehouse
     config = load_review()
-    config.ranking.audit_fraction = 1.0  # every record is an audit record
-    from warehouse.db import transaction
-    some = list(ids.values())[:10]
+    config.ranking.audit_fraction = 0.5
+    decided = list(ids)[:30]
     with transaction(settings.db_path) as con:
-        for rid in some:
-            decide(con, rid, "exclude")
+        for pmid in decided:
+            decide(con, ids[pmid], "exclude")
     out = ranking_job.run_ranking(config=config)
     rec = out["recall_estimate"]
-    assert rec["audited"] == 10 and rec["audit_hits"] == 0 and rec["found"] == 0
-    assert out["audit_pending"] == len(ids) - 10
+    undecided = [p for p in ids if p not in decided]
+    assert out["audit_pending"] == sum(in_audit(p, 0.5) for p in undecided) > 0
+    assert 0 < rec["audited"] <= sum(in_audit(p, 0.5) for p in decided)
+    assert rec["found"] == rec["audit_hits"] == 0 and rec["screened"] == 30
+    assert rec["recall_lower_bound"] == 0.0  # nothing found yet: no recall to claim
 
 
 def test_prefect_task_wraps_the_job(warehouse):
@@ -102,3 +106,21 @@ def test_prefect_task_wraps_the_job(warehouse):
 
     out = rank_unscreened.fn(run="test")
     assert out["kind"] == "cold_start" and "recall_estimate" in out
+
+
+def test_empty_warehouse_is_a_clean_no_op(lr_home):
+    from living_review.cli import main
+    from living_review.ranking_job import run_ranking
+
+    out = run_ranking()
+    assert out["model_version"] is None and out["scored"] == 0 and out["top"] == []
+    assert main(["rank"]) == 0
+
+
+def test_rank_command_prints_queue_and_recall(warehouse, capsys):
+    from living_review.cli import main
+
+    assert main(["rank", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "cold_start" in out and "recall:" in out and "with 95% confidence" in out
+    assert out.count("PMID fx") == 3

@@ -173,3 +173,25 @@ def test_two_studies_and_one_study_give_defined_answers(setup, tmp_path):
     for r in s["results"]:
         for f in ("estimate", "ci_lb", "ci_ub", "pval"):
             assert r[f] is None or math.isfinite(r[f])
+
+
+def test_plots_are_written_and_reused_for_analyses_whose_inputs_did_not_change(tmp_path):
+    config = synthetic_config(tmp_path, outcomes=["secure", "disorganised"], sensitivity=False)
+    db, reports = tmp_path / "w.duckdb", tmp_path / "reports"
+    import_synthetic(db, config)
+    s1 = refresh_pooled_effects_now(db, config, reports_dir=reports)
+    assert len(s1["plots"]) == 2 * 4 * 2  # 2 outcomes x (forest, subgroup forest, funnel, history) x PNG+SVG
+    with transaction(db) as con:
+        save_outcomes(con, [{"study_id": "trial-h-2015", "outcome": "secure", "events_int": 17, "n_int": 18,
+                             "events_ctl": 12, "n_ctl": 18}], config)
+    s2 = refresh_pooled_effects_now(db, config, reports_dir=reports)
+    assert all("/v2/secure-" in p for p in s2["plots"]) and len(s2["plots"]) == 4 * 2
+    with connect(db) as con:
+        rows = {(r["analysis_id"], r["subgroup"]): r for r in latest_pooled_results(con)}
+    assert rows[("secure:primary", "")]["forest_plot"] == "plots/v2/secure-primary-forest.png"
+    assert rows[("secure:primary", "")]["cumulative_plot"] == "plots/v2/secure-primary-history.png"
+    assert rows[("disorganised:primary", "")]["forest_plot"] == "plots/v1/disorganised-primary-forest.png"
+    assert rows[("disorganised:primary:by-intervention", "group")]["forest_plot"] == \
+        "plots/v1/disorganised-primary-by-intervention-forest.png"
+    for r in rows.values():
+        assert (reports / r["forest_plot"]).exists()

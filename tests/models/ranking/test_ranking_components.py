@@ -137,3 +137,21 @@ def test_metrics_known_values():
     assert m["wss95"] == pytest.approx(0.95 - 9 / 10)
     assert m["recall10"] == pytest.approx(1 / 4)
     assert screened_to_recall([1, 0], 3, 1.0) is None
+
+
+def test_fast_tfidf_equals_sklearn_transform():
+    import pandas as pd
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from models.ranking.fast_text import FastTfidf
+    from support.ranking_db import FIXTURE
+
+    df = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False)
+    docs = (df["title"] + " " + df["abstract"]).tolist() + ["a b c_d x-y 3.5 Ünïcode wörds é a", "", "I/O; (p<0.05)"]
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_df=0.95, dtype=np.float32).fit(docs[:40])
+    expected, got = vec.transform(docs), FastTfidf(vec).transform(docs)
+    assert expected.nnz == got.nnz
+    assert abs(expected - got).max() < 1e-6
+    stop = TfidfVectorizer(stop_words="english").fit(docs)
+    assert not FastTfidf(stop).ok  # unsupported settings fall back to sklearn
+    assert abs(FastTfidf(stop).transform(docs[:5]) - stop.transform(docs[:5])).max() == 0
