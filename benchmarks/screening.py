@@ -180,7 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default="all", help="comma-separated stems, or 'all'")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--asreview-datasets", default="all",
-                   help="datasets also run with ASReview: 'all', 'none' or comma-separated stems")
+                   help="datasets also run with ASReview: 'all', 'none', 'cached' (only those whose runs for "
+                        "every seed are already cached) or comma-separated stems")
     p.add_argument("--fresh-asreview", action="store_true", help="ignore cached ASReview runs")
     p.add_argument("--asreview-only", action="store_true", help="only fill the ASReview cache")
     p.add_argument("--skip-scoring", action="store_true", help="skip the 1,000,000-record scoring test")
@@ -197,6 +198,9 @@ def main(argv=None) -> int:
         asr = {f.stem for f in files}
     elif args.asreview_datasets == "none":
         asr = set()
+    elif args.asreview_datasets == "cached":
+        asr = {f.stem for f in files
+               if all((CACHE / "asreview-runs" / f"{f.stem}__elas_u4__s{s}.json").exists() for s in seeds)}
     else:
         asr = set(args.asreview_datasets.split(","))
 

@@ -93,7 +93,7 @@ class ReviewConfig(BaseModel):
     strategies: list[Strategy]
     screening: Screening
     ranking: Ranking = Ranking()
-    interventions: list[str]
+    interventions: list[str] = Field(min_length=1)
     attachment_measures: list[str] = []
     outcomes: list[Outcome]
     pooling: Pooling = Pooling()
@@ -180,9 +180,8 @@ def load_review(path: str | Path | None = None) -> ReviewConfig:
         "strategies": strategies,
         "screening": raw.get("screening", {}),
         "ranking": raw.get("ranking", {}),
-        # review.toml lists these after the [ranking] header, so TOML puts them inside that table
-        "interventions": raw.get("interventions") or raw.get("ranking", {}).get("interventions", []),
-        "attachment_measures": raw.get("attachment_measures") or raw.get("ranking", {}).get("attachment_measures", []),
+        "interventions": raw.get("vocabulary", {}).get("interventions", []),
+        "attachment_measures": raw.get("vocabulary", {}).get("attachment_measures", []),
         "outcomes": raw.get("outcomes", []),
         "pooling": raw.get("pooling", {}),
         "source_path": path,

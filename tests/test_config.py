@@ -31,3 +31,10 @@ def test_unknown_filter_fails_at_load(tmp_path):
     p.write_text(text)
     with pytest.raises(ConfigError, match="no_such_filter"):
         load_review(p)
+
+
+def test_vocabulary_is_loaded():
+    cfg = load_review(REPO / "review.toml")
+    assert "ABC" in cfg.interventions and "VIPP-SD" in cfg.interventions
+    assert "SSP" in cfg.attachment_measures
+    assert "interventions" not in cfg.ranking.model_dump()

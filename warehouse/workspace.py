@@ -352,7 +352,7 @@ def prisma_counts(con, reviewers_per_record: int = 2) -> tuple[PrismaCounts, lis
     for rid, nightly in firsts:
         by_nightly.setdefault(int(nightly), []).append(int(rid))
     for nightly_id, started_at, status, source in runs:
-        label = f"Update {nightly_id} ({started_at:%Y-%m-%d})" if started_at else f"Update {nightly_id}"
+        label = f"#{nightly_id} · {started_at:%Y-%m-%d}" if started_at else f"#{nightly_id}"
         per_update.append(build(label, [h for h in hits if h[0] == nightly_id], by_nightly.get(int(nightly_id), [])))
     if by_nightly.get(-1) or any(h[0] == -1 for h in hits):
         per_update.insert(0, build("Before nightly runs", [h for h in hits if h[0] == -1], by_nightly.get(-1, [])))

@@ -21,6 +21,7 @@ import re
 import socket
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Callable
@@ -161,6 +162,8 @@ def _install() -> None:
                 reason = getattr(exc, "reason", None) or exc
                 raise _Transport(None, f"connection error: {type(exc).__name__}: {reason}") from None
 
+        # Bio.Entrez warns on every call without an email; EntrezSource says it once instead.
+        warnings.filterwarnings("ignore", message=r"\s*Email address is not specified", category=UserWarning)
         Entrez.urlopen = _routed_urlopen = routed_urlopen
         Entrez.max_tries = 1  # no instant retries inside Bio.Entrez; we back off ourselves
 
@@ -204,6 +207,8 @@ class EntrezSource:
             self.limiter = shared_limiter(10.0 if self.api_key else 3.0)
         if self.max_tries < 1:
             raise ValueError("max_tries must be at least 1")
+        if not self.email:
+            log.warning("NCBI_EMAIL is not set: NCBI asks every E-utilities user for a contact email")
         _install()
 
     @classmethod

@@ -611,6 +611,9 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             for r in results or []:
                 by_outcome.setdefault(str(r.get("outcome") or ""), []).append(r)
             labels = {o.name: o.label for o in config.outcomes}
+            for rows in by_outcome.values():  # the primary analysis first, then subgroups, then sensitivity
+                rows.sort(key=lambda r: (r.get("analysis") != "primary", bool(r.get("subgroup_var")),
+                                         str(r.get("analysis")), str(r.get("subgroup") or "")))
             plots: dict[str, list[tuple[str, str]]] = {}
             for outcome, rows in by_outcome.items():
                 seen: set[str] = set()

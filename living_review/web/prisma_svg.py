@@ -76,6 +76,10 @@ def prisma_svg(c: PrismaCounts, title: str | None = None) -> str:
         lh = _PAD * 2 + _LINE * len(left)
         rh = (_PAD * 2 + _LINE * len(right)) if right else 0
         row_h = max(lh, rh)
+        single_row_phase = phase and (rows.index((phase, left, right)) + 1 == len(rows)
+                                      or rows[rows.index((phase, left, right)) + 1][0])
+        if single_row_phase:  # the rotated phase label must fit its band
+            row_h = max(row_h, int(len(phase) * 7.6) + 20)
         ly = y + (row_h - lh) // 2
         svg, _ = _box(_LEFT_X, ly, _LEFT_W, left, fill="#f5f8fc")
         body.append(svg)
