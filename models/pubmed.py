@@ -85,7 +85,24 @@ def flatten(el: etree._Element | None) -> str:
     if len(el) == 0:  # no inline markup: the common case
         text = el.text
         return " ".join(text.split()) if text else ""
-    return " ".join("".join(el.itertext()).split())
+    return " ".join(_mixed_text(el).split())
+
+
+_MATHML = "{http://www.w3.org/1998/Math/MathML}"
+
+
+def _mixed_text(el: etree._Element) -> str:
+    """Text of mixed content; a MathML formula's tokens are joined without the pretty-printing
+    whitespace between them ("VO2max", not "V O 2 m a x")."""
+    parts = [el.text or ""]
+    for child in el:
+        tag = child.tag
+        if isinstance(tag, str) and tag.startswith(_MATHML):
+            parts.append("".join(t.strip() for t in child.itertext()))
+        elif isinstance(tag, str):
+            parts.append(_mixed_text(child))
+        parts.append(child.tail or "")
+    return "".join(parts)
 
 
 def _text(el: etree._Element | None) -> str:

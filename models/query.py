@@ -15,6 +15,7 @@ offline:
   named "<term>, …" (e.g. "Child"[mh] also finds "Child, Preschool"); `[mh:noexp]` only the
   descriptor. `[pt]` explodes the trial types via a small table. `[dp]` compares years. `[sb]`
   knows `all` and `medline` (= has MeSH). Untagged bare words are ANDed without PubMed's stopwords.
+  Proximity `"a b"[tiab:~N]`: the words within N words of each other, any order.
 
 Compile once (`compile_query`), then call `.matches()` per record; wrap records in `Document` to
 reuse the normalised text across several queries.
@@ -129,6 +130,8 @@ _LANGUAGES = {
     "polish": "pol", "turkish": "tur", "hebrew": "heb", "arabic": "ara", "greek": "gre",
     "czech": "cze", "hungarian": "hun", "persian": "per", "croatian": "hrv", "romanian": "rum",
 }
+
+_PROXIMITY = re.compile(r"^(tiab|ti|ab|title/abstract|title|abstract):~(\d+)$")
 
 # PubMed's stopwords: ignored when untagged bare words are ANDed (never inside phrases).
 _STOPWORDS = frozenset("""
@@ -257,6 +260,9 @@ def _tokenize(query: str) -> list[_Token]:
             if end < 0:
                 raise QuerySyntaxError(f"unclosed '[' at character {k}")
             tag = query[k + 1:end].strip().lower()
+            proximity = _PROXIMITY.match(tag)
+            if proximity:  # "a b"[tiab:~3]: PubMed's proximity search
+                return f"near:{_TAGS[proximity.group(1)]}:{proximity.group(2)}", end + 1
             if tag not in _TAGS:
                 raise QuerySyntaxError(f"unknown field tag [{query[k + 1:end]}] at character {k}")
             return _TAGS[tag], end + 1
@@ -420,9 +426,42 @@ def _date_matcher(field: str, raw: str, pos: int) -> Matcher:
     return match
 
 
+def _proximity_matcher(field: str, words: list[str], distance: int, pos: int) -> Matcher:
+    """All words within `distance` words of each other, in any order (PubMed [tiab:~N])."""
+    if len(words) < 2 or any(w.endswith("*") for w in words):
+        raise QuerySyntaxError(f"proximity search at character {pos} needs a quoted phrase of 2+ words, no '*'")
+    needles = [f" {w} " for w in words]
+    targets = set(words)
+
+    def match(d: Document) -> bool:
+        text = getattr(d, field)
+        if not all(n in text for n in needles):  # cheap pre-check before counting positions
+            return False
+        hits = [(i, t) for i, t in enumerate(text.split()) if t in targets]
+        need, have, start = len(targets), {}, 0
+        for end, (position, word) in enumerate(hits):  # smallest window holding every word
+            have[word] = have.get(word, 0) + 1
+            while len(have) == need:
+                first_position, first_word = hits[start]
+                if position - first_position - (len(words) - 1) <= distance:
+                    return True
+                have[first_word] -= 1
+                if not have[first_word]:
+                    del have[first_word]
+                start += 1
+        return False
+
+    return match
+
+
 def _leaf(token: _Token) -> Matcher:
     field = token.tag or "all"
     raw = token.value
+    if field.startswith("near:"):
+        _, near_field, distance = field.split(":")
+        if near_field not in ("tiab", "ti", "ab"):
+            raise QuerySyntaxError(f"proximity search works on [tiab], [ti] or [ab] (character {token.pos})")
+        return _proximity_matcher(near_field, _split_words(raw, token.pos), int(distance), token.pos)
     if field in ("tiab", "ti", "ab", "all", "ot"):
         words = _split_words(raw, token.pos)
         if not words:

@@ -26,8 +26,8 @@ def is_transient(task, task_run, state) -> bool:
 
     try:
         state.result()
-    except SourceError:
-        return True
+    except SourceError as exc:
+        return exc.transient  # a rejected request or an unreadable query fails at once
     except Exception:
         return False
     return False

@@ -102,12 +102,14 @@ def strip_reference_lists(chunk: bytes) -> bytes:
         return chunk
     out = []
     pos = 0
+    book_end = -2  # cached position of the next </PubmedBookArticle> (-1: none left)
     while True:
         start = chunk.find(b"<ReferenceList", pos)
         if start < 0:
             break
         article_end = chunk.find(b"</PubmedArticle>", start)
-        book_end = chunk.find(b"</PubmedBookArticle>", start)
+        if book_end != -1 and book_end < start:
+            book_end = chunk.find(b"</PubmedBookArticle>", start)
         if article_end < 0 or (0 <= book_end < article_end):
             # inside a book article (references are not trailing there): keep as is
             nxt = book_end + len(b"</PubmedBookArticle>") if book_end >= 0 else len(chunk)

@@ -39,12 +39,14 @@ def append_decision(
     model_version: str | None = None,
     client_token: str | None = None,
     is_resolution: bool = False,
+    created_at=None,
 ) -> int:
     """Append one decision row and return its decision_id.
 
     Idempotent on `client_token`: a repeated submission (double click, browser retry) returns the
     id of the original row and adds nothing. Run it inside `warehouse.db.transaction` so the
-    check and the insert happen under the same lock.
+    check and the insert happen under the same lock. `created_at` (default: now) is the moment the
+    reviewer decided, for decisions journalled first and written when the lock comes free.
     """
     _check(stage, decision)
     reviewer = (reviewer or "").strip()
@@ -66,11 +68,12 @@ def append_decision(
     row = con.execute(
         """
         INSERT INTO screening_decisions
-            (record_id, reviewer, stage, decision, reason, note, model_version, client_token, is_resolution)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            (record_id, reviewer, stage, decision, reason, note, model_version, client_token, is_resolution, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce(CAST(? AS TIMESTAMP), current_timestamp))
         RETURNING decision_id
         """,
-        [int(record_id), reviewer, stage, decision, reason, note, model_version, client_token or None, bool(is_resolution)],
+        [int(record_id), reviewer, stage, decision, reason, note, model_version, client_token or None, bool(is_resolution),
+         created_at],
     ).fetchall()
     return int(row[0][0])
 

@@ -8,12 +8,12 @@ same DuckDB file and DuckDB admits one process at a time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
 import time
 import uuid
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -32,7 +32,7 @@ from living_review.config import ReviewConfig, load_review
 from living_review.settings import Settings, get_settings
 from living_review.web import integrations
 from living_review.web.prisma_svg import prisma_svg
-from living_review.web.writer import GroupWriter
+from living_review.web.journal import DecisionJournal
 from living_review.web.render import abstract_sections, highlight, study_label, study_slug
 from warehouse import screening, workspace
 from warehouse.db import connect, migrate, transaction
@@ -119,8 +119,20 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     reasons = list(config.screening.exclusion_reasons)
     terms = list(config.screening.highlight_terms)
 
-    decision_writer = GroupWriter(db_path, expected=(HTTPException, screening.DecisionError))
-    app = FastAPI(title="Living review workspace", docs_url=None, redoc_url=None, openapi_url=None)
+    journal = DecisionJournal(settings.home / "decision_journal.sqlite3", db_path)
+    # What the fast decision path may trust without the warehouse lock: reviewers as last read
+    # (name -> (epoch, active, read at)) and record ids known to exist (records are never deleted).
+    reviewer_cache: dict[str, tuple[int, bool, float]] = {}
+    with connect(db_path) as con:
+        known_records: set[int] = {int(r[0]) for r in con.execute("SELECT record_id FROM records").fetchall()}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        journal.start()  # whatever a previous run left journalled goes to the warehouse now
+        yield
+        await run_in_threadpool(journal.close)
+
+    app = FastAPI(title="Living review workspace", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True, trim_blocks=True, lstrip_blocks=True
     )
@@ -150,6 +162,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         if not name:
             return None
         r = workspace.get_reviewer(con, name)
+        if r is not None:
+            reviewer_cache[r.name] = (r.session_epoch, bool(r.active), time.monotonic())
         if r is None or not r.active or r.session_epoch != request.session.get("epoch"):
             request.session.pop("user", None)
             request.session.pop("epoch", None)
@@ -186,9 +200,17 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
+    @contextmanager
+    def fresh():
+        """One short warehouse transaction that first writes journalled decisions (read-your-writes)."""
+        with transaction(db_path) as con:
+            done = journal.append_pending(con)
+            yield con
+        journal.mark(done)  # only after COMMIT
+
     def page(request: Request, builder, *, lead_only: bool = False):
-        """Run a read-only page builder with one short connection; None user → login redirect."""
-        with connect(db_path) as con:
+        """Run a page builder in one short transaction; None user → login redirect."""
+        with fresh() as con:
             user = session_user(request, con)
             if user is None:
                 return None, login_redirect(request)
@@ -308,6 +330,9 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             elif q:
                 idx = skip_ % len(q)
             rec = workspace.get_record(con, q[idx]) if q else None
+            if rec:
+                known_records.add(rec["record_id"])
+            current_model_version(con)  # keep the fast decision path's model version fresh
             done = len(screening.decided_record_ids(con, user.name, stage_))
             return {
                 "stage": stage_, "record": rec, "position": idx, "queue_len": len(q), "done": done,
@@ -352,22 +377,33 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         skip = _int(form.get("skip") or 0, "skip", minimum=0)
 
         session_name, session_epoch = request.session.get("user"), request.session.get("epoch")
+        if not session_name:
+            raise BadRequest("Please log in.", 401)
+        cached = reviewer_cache.get(session_name)
+        fast = (stage == "title_abstract" and record_id in known_records and cached is not None
+                and cached[0] == session_epoch and cached[1] and time.monotonic() - cached[2] < 120)
+        if fast:  # validated without the warehouse: journal it and answer (see journal.py)
+            seq, duplicate = await run_in_threadpool(lambda: journal.record(
+                client_token=token or f"srv-{uuid.uuid4().hex}", record_id=record_id, reviewer=session_name,
+                stage=stage, decision=decision, reason=reason, note=note, model_version=model_version_cache[1]))
+            decision_id = journal.decision_id(seq) if duplicate else None
+        else:
+            def work():
+                with fresh() as con:
+                    user = require_user(request, con)
+                    _eligible(con, record_id, stage)
+                    version = current_model_version(con)
+                    try:
+                        did = screening.append_decision(con, record_id, user.name, stage, decision, reason=reason,
+                                                        note=note, model_version=version, client_token=token)
+                    except screening.DecisionError as exc:
+                        raise BadRequest(str(exc)) from None
+                known_records.add(record_id)
+                return did
 
-        def job(con):
-            user = workspace.get_reviewer(con, session_name) if session_name else None
-            if user is None or not user.active or user.session_epoch != session_epoch:
-                raise BadRequest("Please log in.", 401)
-            _eligible(con, record_id, stage)
-            version = current_model_version(con)
-            return screening.append_decision(con, record_id, user.name, stage, decision, reason=reason, note=note,
-                                             model_version=version, client_token=token)
-
-        try:
-            decision_id = await asyncio.wrap_future(decision_writer.submit(job))
-        except screening.DecisionError as exc:
-            raise BadRequest(str(exc)) from None
+            decision_id, seq = await run_in_threadpool(work), None
         if wants_json(request):
-            return JSONResponse({"decision_id": decision_id})
+            return JSONResponse({"status": "recorded", "decision_id": decision_id, "journal_id": seq})
         return RedirectResponse(f"/screen?{urlencode({'stage': stage, 'skip': skip})}", status_code=303)
 
     @app.post("/undo")
@@ -378,7 +414,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         token = str(form.get("client_token") or "").strip()[:100] or None
 
         def work():
-            with transaction(db_path) as con:
+            with fresh() as con:
                 user = require_user(request, con)
                 if token:
                     seen = con.execute("SELECT record_id FROM screening_decisions WHERE client_token = ?", [token]).fetchall()
@@ -427,7 +463,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         token = str(form.get("client_token") or "").strip()[:100] or None
 
         def work():
-            with transaction(db_path) as con:
+            with fresh() as con:
                 user = require_user(request, con)
                 require_lead(user)
                 _eligible(con, record_id, stage)
@@ -554,7 +590,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             row_outcome.append(oname)
 
         def work():
-            with transaction(db_path) as con:
+            with fresh() as con:
                 user = require_user(request, con)
                 ctx = _extract_ctx(con, user, rid, values)
                 rec, existing = ctx["record"], ctx["study"]
@@ -666,7 +702,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
 
     @app.get("/prisma.svg")
     def prisma_file(request: Request, update: str | None = None):
-        with connect(db_path) as con:
+        with fresh() as con:
             if session_user(request, con) is None:
                 raise BadRequest("Please log in.", 401)
             cumulative, updates = _prisma(con)
@@ -694,7 +730,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         return redirect or render(request, "audit.html", ctx)
 
     def _export(request: Request, kind: str) -> Response:
-        with connect(db_path) as con:
+        with fresh() as con:
             user = require_user(request, con)
             require_lead(user)  # exports show every reviewer's votes: leads only (blinding)
             if kind == "decisions.csv":
@@ -733,4 +769,5 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                        max_age=SESSION_MAX_AGE, same_site="lax", https_only=False)
     app.state.settings = settings
     app.state.config = config
+    app.state.journal = journal
     return app

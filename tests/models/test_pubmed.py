@@ -311,3 +311,23 @@ def test_truncation_inside_a_reference_list_still_fails():
     cut = data[: data.index(b"</Reference>", data.index(b"<ReferenceList>")) + 5]
     with pytest.raises(PubmedParseError, match=r"line \d+"):
         list(iter_records(cut))
+
+
+@pytest.mark.skipif(not SHARED_PUBMED.is_dir(), reason="../shared is not present")
+def test_mathml_formula_is_flattened_without_layout_spaces():
+    record = next(iter_records(SHARED_PUBMED / "biopython" / "Entrez" / "pubmed6.xml"))
+    assert record.pmid == "30108519"
+    assert "maximal oxygen uptake ( V.O2max ) 67.6 ± 4.1 ml·kg-1·min-1]" in record.abstract
+    assert record.title.startswith('A "Blood Relationship" Between the Overlooked Minimum Lactate Equivalent')
+
+
+def test_year_falls_back_to_medline_date_then_article_date():
+    raw = (FIXTURES / "pubmed1.xml").read_bytes()
+    season = b"<PubDate><Year>1990</Year><Season>Spring</Season></PubDate>"
+    assert season in raw
+    medline_date = raw.replace(season, b"<PubDate><MedlineDate>Winter 1989-1990</MedlineDate></PubDate>")
+    assert next(iter_records(medline_date)).year == 1989
+    no_date = raw.replace(season, b"<PubDate></PubDate>").replace(
+        b"</ArticleTitle>", b'</ArticleTitle><ArticleDate DateType="Electronic"><Year>1991</Year>'
+                            b"<Month>02</Month><Day>03</Day></ArticleDate>", 1)
+    assert next(iter_records(no_date)).year == 1991

@@ -199,3 +199,24 @@ def test_bad_queries_raise_clear_errors(query, message):
 
 def test_query_syntax_error_is_a_value_error():
     assert issubclass(QuerySyntaxError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ('"magnetic chromatium"[ti:~2]', True),  # "Magnetic studies of Chromatium": two words between
+        ('"magnetic chromatium"[ti:~1]', False),
+        ('"chromatium magnetic"[ti:~2]', True),  # any order
+        ('"heme interaction"[tiab:~5]', True),
+        ('"paramagnetic heme"[ab:~0]', False),
+        ('"magnetic nowhere"[ti:~9]', False),
+    ],
+)
+def test_proximity_search(fixture_records, query, expected):
+    assert compile_query(query).matches(fixture_records["9997"]) is expected
+
+
+@pytest.mark.parametrize("query", ['"magnetic"[ti:~2]', '"magnet* studies"[ti:~2]', '"a b"[mh:~2]'])
+def test_bad_proximity_queries(query):
+    with pytest.raises(QuerySyntaxError):
+        compile_query(query)

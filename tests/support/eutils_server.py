@@ -16,7 +16,6 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterable
@@ -312,7 +311,10 @@ def _window(params: dict[str, str]) -> tuple[str | None, str | None]:
             parts += ["12" if upper else "01"]
         if len(parts) == 2:
             parts += ["31" if upper else "01"]
-        y, m, d = (int(p) for p in parts)
-        return date(y, m, d).strftime("%Y/%m/%d") if not upper or d <= 28 else f"{y:04d}/{m:02d}/{d:02d}"
+        try:
+            y, m, d = (int(p) for p in parts)
+        except ValueError:
+            raise _BadRequest(f"bad date {value!r}") from None
+        return f"{y:04d}/{m:02d}/{d:02d}"
 
     return pad(low, False), pad(high, True)

@@ -141,3 +141,12 @@ def test_last_decision_walks_back_for_repeated_undo(con, ids):
     assert s.last_decision(con, "ann")["record_id"] == a
     s.append_decision(con, a, "ann", "title_abstract", "retract")
     assert s.last_decision(con, "ann") is None
+
+
+def test_decision_time_can_be_given_for_journalled_decisions(con, ids):
+    from datetime import datetime
+
+    s.append_decision(con, ids[0], "ann", "title_abstract", "include", created_at=datetime(2026, 1, 2, 3, 4, 5))
+    s.append_decision(con, ids[1], "ann", "title_abstract", "include")
+    got = [r[0] for r in con.execute("SELECT created_at FROM screening_decisions ORDER BY decision_id").fetchall()]
+    assert got[0] == datetime(2026, 1, 2, 3, 4, 5) and got[1].year >= 2026

@@ -23,6 +23,10 @@ class Workspace:
     settings: object
     config: object
 
+    def flush(self) -> None:
+        """Write journalled decisions to the warehouse now (the app does it at its next lock turn)."""
+        self.app.state.journal.flush()
+
 
 @pytest.fixture(scope="session")
 def template_warehouse(tmp_path_factory) -> Path:

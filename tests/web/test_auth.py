@@ -5,10 +5,11 @@ from __future__ import annotations
 from support.web_app import PASSWORD, csrf_of, decide, login, make_client
 
 
-def _decision_count(db) -> int:
+def _decision_count(ws) -> int:
     from warehouse.db import connect
 
-    with connect(db) as con:
+    ws.flush()
+    with connect(ws.db) as con:
         return con.execute("SELECT count(*) FROM screening_decisions").fetchall()[0][0]
 
 
@@ -78,9 +79,9 @@ def test_state_changes_need_the_csrf_token(ws):
     assert c.post("/undo", data={"stage": "title_abstract"}).status_code == 403
     assert c.post("/logout", data={}).status_code == 403
     assert c.post("/extract/1", data={}).status_code == 403
-    assert _decision_count(ws.db) == 0
+    assert _decision_count(ws) == 0
     assert decide(c, csrf, rid, "include").status_code == 303
-    assert _decision_count(ws.db) == 1
+    assert _decision_count(ws) == 1
 
 
 def test_login_form_itself_needs_csrf(ws):
@@ -109,7 +110,7 @@ def test_reviewer_cannot_use_lead_pages(ws):
     r = c.post("/conflicts/resolve", data={"csrf_token": csrf, "record_id": str(rid), "stage": "title_abstract",
                                            "decision": "include"})
     assert r.status_code == 403
-    assert _decision_count(ws.db) == 0
+    assert _decision_count(ws) == 0
     lead = make_client(ws.app)
     login(lead, "lee")
     assert lead.get("/conflicts").status_code == 200

@@ -11,18 +11,20 @@ SCRIPT_ABSTRACT = ("BACKGROUND: <img src=x onerror=alert(1)> secure attachment &
                    "METHODS: randomised; a < b && c > d; </p><script>alert('abstract')</script>")
 
 
-def _current(db, record_id, reviewer, stage="title_abstract"):
+def _current(ws, record_id, reviewer, stage="title_abstract"):
     from warehouse import screening
     from warehouse.db import connect
 
-    with connect(db) as con:
+    ws.flush()
+    with connect(ws.db) as con:
         return screening.reviewer_decision(con, record_id, reviewer, stage)
 
 
-def _rows(db, sql, params=()):
+def _rows(ws, sql, params=()):
     from warehouse.db import connect
 
-    with connect(db) as con:
+    ws.flush()
+    with connect(ws.db) as con:
         return con.execute(sql, list(params)).fetchall()
 
 
@@ -76,13 +78,14 @@ def test_double_submit_with_the_same_token_is_recorded_once(ws):
     first = decide(c, csrf, rid, "exclude", reason="not an RCT", token="tok-abc")
     second = decide(c, csrf, rid, "exclude", reason="not an RCT", token="tok-abc")
     assert first.status_code == second.status_code == 303
-    rows = _rows(ws.db, "SELECT reviewer, decision, reason, client_token FROM screening_decisions")
+    rows = _rows(ws, "SELECT reviewer, decision, reason, client_token FROM screening_decisions")
     assert rows == [("ann", "exclude", "not an RCT", "tok-abc")]
     j1 = c.post("/decide", data={"csrf_token": csrf, "record_id": rid, "stage": "title_abstract", "decision": "maybe",
                                  "client_token": "tok-json"}, headers={"accept": "application/json"})
     j2 = c.post("/decide", data={"csrf_token": csrf, "record_id": rid, "stage": "title_abstract", "decision": "maybe",
                                  "client_token": "tok-json"}, headers={"accept": "application/json"})
-    assert j1.json() == j2.json()
+    assert j1.json()["journal_id"] == j2.json()["journal_id"]
+    assert _rows(ws, "SELECT count(*) FROM screening_decisions WHERE client_token = 'tok-json'") == [(1,)]
 
 
 def test_blind_dual_screening_and_queue(ws):
@@ -104,6 +107,7 @@ def test_blind_dual_screening_and_queue(ws):
     from warehouse import workspace
     from warehouse.db import connect
 
+    ws.flush()
     with connect(ws.db) as con:
         assert rid not in workspace.queue(con, "lee", "title_abstract", 2)
         assert rid in workspace.queue(con, "lee", "title_abstract", 3)  # a third reviewer when 3 are required
@@ -118,13 +122,13 @@ def test_undo_retracts_only_my_own_last_decision(ws):
     decide(ann, ca, rid, "include")
     r = bob.post("/undo", data={"csrf_token": cb, "stage": "title_abstract"})
     assert r.status_code == 200 and "Nothing to undo" in r.text
-    assert _current(ws.db, rid, "ann") == ("include", None)
+    assert _current(ws, rid, "ann") == ("include", None)
     r = ann.post("/undo", data={"csrf_token": ca, "stage": "title_abstract"}, follow_redirects=False)
     assert r.status_code == 303 and f"record={rid}" in r.headers["location"]
-    assert _current(ws.db, rid, "ann") is None
+    assert _current(ws, rid, "ann") is None
     shown, html = _screen_record_id(ann, record=rid)
     assert shown == rid and "undone" in html
-    decisions = _rows(ws.db, "SELECT reviewer, decision FROM screening_decisions ORDER BY decision_id")
+    decisions = _rows(ws, "SELECT reviewer, decision FROM screening_decisions ORDER BY decision_id")
     assert decisions == [("ann", "include"), ("ann", "retract")]  # appended, never overwritten
 
 
@@ -135,7 +139,7 @@ def test_every_decision_carries_stage_reason_time_and_model_version(ws, monkeypa
     c = make_client(ws.app)
     csrf = login(c, "ann")
     decide(c, csrf, ws.ids["9997"], "exclude", reason="not an RCT", token="t1")
-    (row,) = _rows(ws.db, "SELECT reviewer, stage, decision, reason, model_version, created_at IS NOT NULL "
+    (row,) = _rows(ws, "SELECT reviewer, stage, decision, reason, model_version, created_at IS NOT NULL "
                           "FROM screening_decisions")
     assert row == ("ann", "title_abstract", "exclude", "not an RCT", "tfidf-lr@2026-11-28", True)
 
@@ -151,7 +155,7 @@ def test_full_text_stage_follows_title_abstract_includes(ws):
     decide(bob, cb, rid, "include")
     assert _screen_record_id(ann, stage="full_text")[0] == rid
     assert decide(ann, ca, rid, "include", stage="full_text").status_code == 303
-    assert _current(ws.db, rid, "ann", "full_text") == ("include", None)
+    assert _current(ws, rid, "ann", "full_text") == ("include", None)
 
 
 def test_queue_follows_ranking_scores_when_present(ws, monkeypatch):

@@ -1,0 +1,176 @@
+"""A durable journal for screening decisions, so a click never waits for the nightly append.
+
+DuckDB admits one process at a time, and a nightly append batch holds the warehouse lock for
+about half a second (more when DuckDB checkpoints). A decision that had to wait for the lock
+would take that long, every time. Instead the app first records a validated decision in a small
+SQLite journal next to the warehouse (stdlib, WAL, fsync on commit: a few milliseconds, durable
+across crashes) and answers; one flusher thread appends journalled decisions to
+`screening_decisions` at its next turn of the lock, with the reviewer's original time.
+
+Exactly once: every journal row has a client token (the browser's, or one made here); the
+warehouse append is idempotent on it, and a row is marked flushed only after the warehouse
+transaction committed. A crash between the two re-flushes the row, which adds nothing.
+
+Read-your-writes: every page that shows decisions flushes pending rows in its own warehouse
+transaction first (`append_pending` + `mark`), so a reviewer never sees a stale queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from warehouse import screening
+
+log = logging.getLogger("living_review.web")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_token   TEXT NOT NULL UNIQUE,
+    record_id      INTEGER NOT NULL,
+    reviewer       TEXT NOT NULL,
+    stage          TEXT NOT NULL,
+    decision       TEXT NOT NULL,
+    reason         TEXT,
+    note           TEXT,
+    model_version  TEXT,
+    decided_at     TEXT NOT NULL,
+    decision_id    INTEGER,          -- set once the row is in the warehouse
+    error          TEXT              -- set if the warehouse refused it (then not retried)
+);
+CREATE INDEX IF NOT EXISTS journal_pending ON journal (seq) WHERE decision_id IS NULL AND error IS NULL;
+"""
+_COLUMNS = ("seq", "client_token", "record_id", "reviewer", "stage", "decision", "reason", "note", "model_version",
+            "decided_at")
+
+
+class DecisionJournal:
+    def __init__(self, path: Path, db_path: Path):
+        self.path = Path(path)
+        self.db_path = db_path
+        self._lock = threading.Lock()
+        self._sql = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._sql.execute("PRAGMA journal_mode=WAL")
+        self._sql.execute("PRAGMA synchronous=FULL")
+        self._sql.executescript(_SCHEMA)
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+
+    # ------------------------------------------------------------------ writing
+
+    def record(self, *, client_token: str, record_id: int, reviewer: str, stage: str, decision: str,
+               reason: str | None, note: str | None, model_version: str | None) -> tuple[int, bool]:
+        """Journal one validated decision; (journal seq, True if this token was already journalled)."""
+        decided_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+        with self._lock:
+            try:
+                cur = self._sql.execute(
+                    "INSERT INTO journal (client_token, record_id, reviewer, stage, decision, reason, note, model_version,"
+                    " decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (client_token, int(record_id), reviewer, stage, decision, reason, note, model_version, decided_at))
+                seq, duplicate = int(cur.lastrowid), False
+            except sqlite3.IntegrityError:
+                seq = int(self._sql.execute("SELECT seq FROM journal WHERE client_token = ?", (client_token,)).fetchone()[0])
+                duplicate = True
+        self._ensure_thread()
+        self._wake.set()
+        return seq, duplicate
+
+    # ------------------------------------------------------------------ flushing
+
+    def pending(self, limit: int = 1000) -> list[dict]:
+        with self._lock:
+            rows = self._sql.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM journal WHERE decision_id IS NULL AND error IS NULL "
+                "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [dict(zip(_COLUMNS, r)) for r in rows]
+
+    def append_pending(self, con) -> list[tuple[int, int | None, str | None]]:
+        """Append pending rows through `con` (the caller's transaction); mark them after it commits."""
+        done = []
+        for row in self.pending():
+            try:
+                decision_id = screening.append_decision(
+                    con, row["record_id"], row["reviewer"], row["stage"], row["decision"], reason=row["reason"],
+                    note=row["note"], model_version=row["model_version"], client_token=row["client_token"],
+                    created_at=row["decided_at"])
+                done.append((row["seq"], decision_id, None))
+            except screening.DecisionError as exc:  # checked before any write: the transaction stays clean
+                log.warning("journalled decision %s refused by the warehouse: %s", row["client_token"], exc)
+                done.append((row["seq"], None, str(exc)))
+        return done
+
+    def mark(self, done: list[tuple[int, int | None, str | None]]) -> None:
+        if not done:
+            return
+        with self._lock:
+            self._sql.execute("BEGIN")
+            self._sql.executemany("UPDATE journal SET decision_id = ?, error = ? WHERE seq = ?",
+                                  [(did, err, seq) for seq, did, err in done])
+            self._sql.execute("COMMIT")
+
+    def flush(self) -> int:
+        """Write every pending row to the warehouse now (one transaction); returns how many."""
+        from warehouse.db import transaction
+
+        if not self.pending(1):
+            return 0
+        with transaction(self.db_path) as con:
+            done = self.append_pending(con)
+        self.mark(done)
+        return len(done)
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self._sql.execute(
+                "SELECT count(*) FROM journal WHERE decision_id IS NULL AND error IS NULL").fetchone()[0])
+
+    def decision_id(self, seq: int) -> int | None:
+        with self._lock:
+            row = self._sql.execute("SELECT decision_id FROM journal WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else row[0]
+
+    # ------------------------------------------------------------------ background thread
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="decision-journal", daemon=True)
+                self._thread.start()
+
+    def start(self) -> None:
+        """Flush what a previous run left behind, in the background."""
+        self._ensure_thread()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        backoff = 0.05
+        while not self._stop:
+            self._wake.wait(timeout=2.0)
+            self._wake.clear()
+            try:
+                while self.flush():
+                    pass
+                backoff = 0.05
+            except Exception:  # noqa: BLE001 - keep the journal; try again shortly
+                log.exception("flushing the decision journal failed; retrying")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._wake.set()
+
+    def close(self) -> None:
+        """Stop the thread after a last flush (app shutdown)."""
+        self._stop = True
+        self._wake.set()
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001
+            log.exception("final flush of the decision journal failed; rows stay journalled for the next start")
