@@ -4,18 +4,13 @@ Why a pipeline: parsing is CPU-bound Python (`models.pubmed.iter_records`), appe
 the database lock. Worker processes parse and prepare article chunks (`prepare_batch`), the calling
 process only appends, one transaction per chunk, in file order, so the result is the same as a
 sequential `append_records` over the same records.
-
-Why strip `<ReferenceList>` first: in efetch answers with cited references it is most of the bytes
-(73% in the project's fixtures) and the parser ignores it (an article's own DOI is in its
-ArticleIdList). By the DTD, ReferenceList elements are the last children of PubmedData, so cutting
-from the first `<ReferenceList` to the last `</ReferenceList>` of a PubmedArticle removes exactly
-them; `tests/warehouse/test_ingest.py` checks the records are identical either way.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import mmap
 import multiprocessing
 import os
 from collections import deque
@@ -44,13 +39,74 @@ def _open(path: Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
+# A piece of work for a parser: chunk bytes, or (path, start, end, closed) of a plain file.
+Piece = bytes | tuple[str, int, int, bool]
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as probe:
+        return probe.read(2) == b"\x1f\x8b"
+
+
+def iter_pieces(path: str | os.PathLike, articles_per_chunk: int) -> Iterator[Piece]:
+    """Chunks of `articles_per_chunk` articles; for plain files only their byte ranges.
+
+    Ranges let the worker read its own bytes, so this process only scans for end tags (in an
+    mmap, no copies) instead of copying and pickling every article to the worker.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0 or _is_gzip(path):
+        yield from _iter_stream_chunks(path, articles_per_chunk)
+        return
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        start = mm.find(_SET_OPEN)
+        gt = mm.find(b">", start) if start >= 0 else -1
+        if gt < 0:
+            yield mm[:]
+            return
+        pos = chunk_start = gt + 1
+        count = 0
+        next_end = {end: mm.find(end, pos) for end in _ENDS}
+        while True:
+            found = [(i, end) for end, i in next_end.items() if i >= 0]
+            if not found:
+                break
+            i, end = min(found)
+            pos = i + len(end)
+            next_end[end] = mm.find(end, pos)
+            count += 1
+            if count == articles_per_chunk:
+                yield (str(path), chunk_start, pos, True)
+                chunk_start, count = pos, 0
+        close = mm.rfind(_SET_CLOSE, chunk_start)
+        body_end = close if close >= 0 else len(mm)
+        if count or mm[chunk_start:body_end].strip():
+            yield (str(path), chunk_start, body_end, close >= 0)
+
+
+def load_piece(piece: Piece) -> bytes:
+    """The well-formed PubmedArticleSet bytes of a piece."""
+    if isinstance(piece, bytes):
+        return piece
+    path, start, end, closed = piece
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        body = fh.read(end - start)
+    return b"<PubmedArticleSet>" + body + (_SET_CLOSE if closed else b"")
+
+
 def iter_chunks(path: str | os.PathLike, articles_per_chunk: int) -> Iterator[bytes]:
-    """Split one PubmedArticleSet file into well-formed PubmedArticleSet chunks, streaming.
+    """Split one PubmedArticleSet file (plain or gzip) into well-formed PubmedArticleSet chunks.
 
     A file that does not look like a PubmedArticleSet is passed on whole, so the parser reports
     the error with its own message.
     """
-    path = Path(path)
+    for piece in iter_pieces(path, articles_per_chunk):
+        yield load_piece(piece)
+
+
+def _iter_stream_chunks(path: Path, articles_per_chunk: int) -> Iterator[bytes]:
+    """iter_chunks for streams (gzip): read in blocks, keep only the unfinished article."""
     with _open(path) as fh:
         buf = fh.read(_BLOCK)
         start = buf.find(_SET_OPEN)
@@ -96,48 +152,11 @@ def iter_chunks(path: str | os.PathLike, articles_per_chunk: int) -> Iterator[by
             yield b"<PubmedArticleSet>" + body + (_SET_CLOSE if close >= 0 else b"")
 
 
-def strip_reference_lists(chunk: bytes) -> bytes:
-    """Remove the trailing ReferenceList elements of every PubmedArticle in a chunk."""
-    if b"<ReferenceList" not in chunk:
-        return chunk
-    out = []
-    pos = 0
-    book_end = -2  # cached position of the next </PubmedBookArticle> (-1: none left)
-    while True:
-        start = chunk.find(b"<ReferenceList", pos)
-        if start < 0:
-            break
-        article_end = chunk.find(b"</PubmedArticle>", start)
-        if book_end != -1 and book_end < start:
-            book_end = chunk.find(b"</PubmedBookArticle>", start)
-        if article_end < 0 or (0 <= book_end < article_end):
-            # inside a book article (references are not trailing there): keep as is
-            nxt = book_end + len(b"</PubmedBookArticle>") if book_end >= 0 else len(chunk)
-            out.append(chunk[pos:nxt])
-            pos = nxt
-            continue
-        last = chunk.rfind(b"</ReferenceList>", start, article_end)
-        if last < 0:
-            out.append(chunk[pos:article_end])
-            pos = article_end
-            continue
-        out.append(chunk[pos:start])
-        pos = last + len(b"</ReferenceList>")
-    out.append(chunk[pos:])
-    return b"".join(out)
-
-
-def parse_chunk(chunk: bytes, strip_references: bool = True) -> PreparedBatch:
-    """Worker: parse one chunk and prepare its records for the append."""
+def parse_chunk(piece: Piece) -> PreparedBatch:
+    """Worker: parse one chunk (or byte range) and prepare its records for the append."""
     from models.pubmed import iter_records
 
-    if strip_references:
-        chunk = strip_reference_lists(chunk)
-    return prepare_batch(iter_records(io.BytesIO(chunk)))
-
-
-def _parse_task(args: tuple[bytes, bool]) -> PreparedBatch:
-    return parse_chunk(*args)
+    return prepare_batch(iter_records(io.BytesIO(load_piece(piece))))
 
 
 def ingest_files(
@@ -147,7 +166,6 @@ def ingest_files(
     paths: Iterable[str | os.PathLike],
     batch_size: int = 2000,
     workers: int | None = None,
-    strip_references: bool = True,
 ) -> IngestResult:
     """Parse every file and append its records, one transaction per `batch_size` articles.
 
@@ -165,16 +183,16 @@ def ingest_files(
         for i, v in enumerate((counts.new, counts.duplicates, counts.updated, counts.unchanged)):
             totals[i] += v
 
-    chunks = ((chunk, strip_references) for path in paths for chunk in iter_chunks(path, batch_size))
+    chunks = (piece for path in paths for piece in iter_pieces(path, batch_size))
     if workers == 0:
-        for args in chunks:
-            absorb(_parse_task(args))
+        for chunk in chunks:
+            absorb(parse_chunk(chunk))
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads/DuckDB
         with ctx.Pool(workers) as pool:
             pending: deque = deque()
-            for args in chunks:
-                pending.append(pool.apply_async(_parse_task, (args,)))
+            for chunk in chunks:
+                pending.append(pool.apply_async(parse_chunk, (chunk,)))
                 if len(pending) > 2 * workers:  # bounded read-ahead: memory stays flat in file size
                     absorb(pending.popleft().get())
             while pending:

@@ -13,7 +13,7 @@ import os
 import secrets
 import time
 import uuid
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -33,6 +33,7 @@ from living_review.settings import Settings, get_settings
 from living_review.web import integrations
 from living_review.web.prisma_svg import prisma_svg
 from living_review.web.journal import DecisionJournal
+from living_review.web.lockturns import LockTurns
 from living_review.web.render import abstract_sections, highlight, study_label, study_slug
 from warehouse import screening, workspace
 from warehouse.db import connect, migrate, transaction
@@ -120,6 +121,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     terms = list(config.screening.highlight_terms)
 
     journal = DecisionJournal(settings.home / "decision_journal.sqlite3", db_path)
+    turns = LockTurns(db_path, journal)
+    journal.flush_via = lambda: turns.run(lambda con: None)
     # What the fast decision path may trust without the warehouse lock: reviewers as last read
     # (name -> (epoch, active, read at)) and record ids known to exist (records are never deleted).
     reviewer_cache: dict[str, tuple[int, bool, float]] = {}
@@ -200,25 +203,20 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
-    @contextmanager
-    def fresh():
-        """One short warehouse transaction that first writes journalled decisions (read-your-writes)."""
-        with transaction(db_path) as con:
-            done = journal.append_pending(con)
-            yield con
-        journal.mark(done)  # only after COMMIT
-
     def page(request: Request, builder, *, lead_only: bool = False):
-        """Run a page builder in one short transaction; None user → login redirect."""
-        with fresh() as con:
+        """Run a page builder in the app's next warehouse turn (lockturns.py); None user → login redirect."""
+
+        def job(con):
             user = session_user(request, con)
             if user is None:
                 return None, login_redirect(request)
             if lead_only:
                 require_lead(user)
             ctx = builder(con, user)
-        ctx["user"] = user
-        return ctx, None
+            ctx["user"] = user
+            return ctx, None
+
+        return turns.run(job)
 
     model_version_cache: list = [0.0, None]
 
@@ -388,20 +386,19 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                 stage=stage, decision=decision, reason=reason, note=note, model_version=model_version_cache[1]))
             decision_id = journal.decision_id(seq) if duplicate else None
         else:
-            def work():
-                with fresh() as con:
-                    user = require_user(request, con)
-                    _eligible(con, record_id, stage)
-                    version = current_model_version(con)
-                    try:
-                        did = screening.append_decision(con, record_id, user.name, stage, decision, reason=reason,
-                                                        note=note, model_version=version, client_token=token)
-                    except screening.DecisionError as exc:
-                        raise BadRequest(str(exc)) from None
+            def work(con):
+                user = require_user(request, con)
+                _eligible(con, record_id, stage)
+                version = current_model_version(con)
+                try:
+                    did = screening.append_decision(con, record_id, user.name, stage, decision, reason=reason,
+                                                    note=note, model_version=version, client_token=token)
+                except screening.DecisionError as exc:
+                    raise BadRequest(str(exc)) from None
                 known_records.add(record_id)
                 return did
 
-            decision_id, seq = await run_in_threadpool(work), None
+            decision_id, seq = await run_in_threadpool(turns.run, work), None
         if wants_json(request):
             return JSONResponse({"status": "recorded", "decision_id": decision_id, "journal_id": seq})
         return RedirectResponse(f"/screen?{urlencode({'stage': stage, 'skip': skip})}", status_code=303)
@@ -413,20 +410,19 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         stage = _stage(form.get("stage"))
         token = str(form.get("client_token") or "").strip()[:100] or None
 
-        def work():
-            with fresh() as con:
-                user = require_user(request, con)
-                if token:
-                    seen = con.execute("SELECT record_id FROM screening_decisions WHERE client_token = ?", [token]).fetchall()
-                    if seen:
-                        return int(seen[0][0])
-                last = screening.last_decision(con, user.name, stage)
-                if last is None:
-                    return None
-                screening.append_decision(con, last["record_id"], user.name, stage, "retract", client_token=token)
-                return last["record_id"]
+        def work(con):
+            user = require_user(request, con)
+            if token:
+                seen = con.execute("SELECT record_id FROM screening_decisions WHERE client_token = ?", [token]).fetchall()
+                if seen:
+                    return int(seen[0][0])
+            last = screening.last_decision(con, user.name, stage)
+            if last is None:
+                return None
+            screening.append_decision(con, last["record_id"], user.name, stage, "retract", client_token=token)
+            return last["record_id"]
 
-        rid = await run_in_threadpool(work)
+        rid = await run_in_threadpool(turns.run, work)
         if rid is None:
             flash(request, "Nothing to undo.", "warn")
             return RedirectResponse(f"/screen?stage={stage}", status_code=303)
@@ -462,18 +458,17 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             raise BadRequest("Choose an exclusion reason for the resolution.")
         token = str(form.get("client_token") or "").strip()[:100] or None
 
-        def work():
-            with fresh() as con:
-                user = require_user(request, con)
-                require_lead(user)
-                _eligible(con, record_id, stage)
-                did = screening.append_decision(con, record_id, user.name, stage, decision, reason=reason,
-                                                client_token=token, is_resolution=True)
-                workspace.audit(con, user.name, "conflict.resolve", "record", record_id,
-                                {"stage": stage, "decision": decision, "reason": reason, "decision_id": did})
-                return did
+        def work(con):
+            user = require_user(request, con)
+            require_lead(user)
+            _eligible(con, record_id, stage)
+            did = screening.append_decision(con, record_id, user.name, stage, decision, reason=reason,
+                                            client_token=token, is_resolution=True)
+            workspace.audit(con, user.name, "conflict.resolve", "record", record_id,
+                            {"stage": stage, "decision": decision, "reason": reason, "decision_id": did})
+            return did
 
-        did = await run_in_threadpool(work)
+        did = await run_in_threadpool(turns.run, work)
         if wants_json(request):
             return JSONResponse({"decision_id": did})
         flash(request, f"Record {record_id} resolved: {decision}.")
@@ -589,43 +584,42 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             outcome_rows.append({"study_id": study["study_id"], "outcome": oname, **raw})
             row_outcome.append(oname)
 
-        def work():
-            with fresh() as con:
-                user = require_user(request, con)
-                ctx = _extract_ctx(con, user, rid, values)
-                rec, existing = ctx["record"], ctx["study"]
-                study["pmid"] = rec["pmid"]
-                errors: dict[str, str] = {}
-                if existing and study["study_id"] != existing["study_id"]:
-                    errors["study.study_id"] = f"this record's study is {existing['study_id']!r}; the id cannot change"
-                other = con.execute("SELECT record_id, created_by FROM studies WHERE study_id = ?", [study["study_id"]]).fetchall()
-                if other and other[0][0] not in (None, rid):
-                    errors["study.study_id"] = f"{study['study_id']!r} is already used by another record"
-                owner = existing.get("created_by") if existing else (other[0][1] if other else None)
-                if owner not in (None, user.name) and not user.is_lead:
-                    raise BadRequest(f"This extraction belongs to {owner}; only a lead can edit it.", 403)
-                for e in evidence.validate_study_rows([study], config, first_row=0):
-                    errors.setdefault(f"study.{e.field}", e.message)
-                if not outcome_rows:
-                    errors["outcomes"] = "enter the data of at least one outcome"
-                known = evidence.known_study_ids(con) | {study["study_id"]}
-                for e in evidence.validate_outcome_rows(outcome_rows, config, known, first_row=0):
-                    oname = row_outcome[e.row] if 0 <= e.row < len(row_outcome) else "outcomes"
-                    key = f"{oname}.{e.field}" if e.field in FIELD_LABELS else (
-                        "study.study_id" if e.field == "study_id" else f"{oname}.outcome")
-                    errors.setdefault(key, e.message)
-                ctx["user"] = user
-                if errors:
-                    ctx["errors"] = errors
-                    return ctx, None
-                created = evidence.save_study(con, study, config, created_by=user.name, record_id=rid)
-                counts = evidence.save_outcomes(con, outcome_rows, config, entered_by=user.name, source="web")
-                workspace.audit(con, user.name, "extraction.save", "study", study["study_id"],
-                                {"record_id": rid, "study": created, **counts})
-                ctx["user"] = user
-                return ctx, counts
+        def work(con):
+            user = require_user(request, con)
+            ctx = _extract_ctx(con, user, rid, values)
+            rec, existing = ctx["record"], ctx["study"]
+            study["pmid"] = rec["pmid"]
+            errors: dict[str, str] = {}
+            if existing and study["study_id"] != existing["study_id"]:
+                errors["study.study_id"] = f"this record's study is {existing['study_id']!r}; the id cannot change"
+            other = con.execute("SELECT record_id, created_by FROM studies WHERE study_id = ?", [study["study_id"]]).fetchall()
+            if other and other[0][0] not in (None, rid):
+                errors["study.study_id"] = f"{study['study_id']!r} is already used by another record"
+            owner = existing.get("created_by") if existing else (other[0][1] if other else None)
+            if owner not in (None, user.name) and not user.is_lead:
+                raise BadRequest(f"This extraction belongs to {owner}; only a lead can edit it.", 403)
+            for e in evidence.validate_study_rows([study], config, first_row=0):
+                errors.setdefault(f"study.{e.field}", e.message)
+            if not outcome_rows:
+                errors["outcomes"] = "enter the data of at least one outcome"
+            known = evidence.known_study_ids(con) | {study["study_id"]}
+            for e in evidence.validate_outcome_rows(outcome_rows, config, known, first_row=0):
+                oname = row_outcome[e.row] if 0 <= e.row < len(row_outcome) else "outcomes"
+                key = f"{oname}.{e.field}" if e.field in FIELD_LABELS else (
+                    "study.study_id" if e.field == "study_id" else f"{oname}.outcome")
+                errors.setdefault(key, e.message)
+            ctx["user"] = user
+            if errors:
+                ctx["errors"] = errors
+                return ctx, None
+            created = evidence.save_study(con, study, config, created_by=user.name, record_id=rid)
+            counts = evidence.save_outcomes(con, outcome_rows, config, entered_by=user.name, source="web")
+            workspace.audit(con, user.name, "extraction.save", "study", study["study_id"],
+                            {"record_id": rid, "study": created, **counts})
+            ctx["user"] = user
+            return ctx, counts
 
-        ctx, counts = await run_in_threadpool(work)
+        ctx, counts = await run_in_threadpool(turns.run, work)
         if counts is None:
             return render(request, "extract_form.html", ctx, 400)
         changed = counts.get("added", 0) + counts.get("corrected", 0)
@@ -668,15 +662,14 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
 
     @app.get("/reports/{name:path}")
     def report_file(request: Request, name: str):
-        with connect(db_path) as con:
-            if session_user(request, con) is None:
-                raise BadRequest("Please log in.", 401)
+        if turns.run(lambda con: session_user(request, con)) is None:
+            raise BadRequest("Please log in.", 401)
         base = settings.reports_dir.resolve()
         try:
             target = (base / name).resolve()
         except (OSError, ValueError):
             raise BadRequest("bad file name") from None
-        if base not in target.parents or target.suffix.lower() not in (".png", ".svg", ".pdf", ".csv", ".json", ".html"):
+        if base not in target.parents or target.suffix.lower() not in (".png", ".svg", ".pdf", ".csv", ".json"):
             raise BadRequest("There is no such report.", 404)
         if not target.is_file():
             raise BadRequest("There is no such report.", 404)
@@ -702,10 +695,12 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
 
     @app.get("/prisma.svg")
     def prisma_file(request: Request, update: str | None = None):
-        with fresh() as con:
+        def job(con):
             if session_user(request, con) is None:
                 raise BadRequest("Please log in.", 401)
-            cumulative, updates = _prisma(con)
+            return _prisma(con)
+
+        cumulative, updates = turns.run(job)
         if update is None:
             svg = prisma_svg(cumulative, "PRISMA 2020 flow: cumulative")
         else:
@@ -730,7 +725,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         return redirect or render(request, "audit.html", ctx)
 
     def _export(request: Request, kind: str) -> Response:
-        with fresh() as con:
+        def job(con):
             user = require_user(request, con)
             require_lead(user)  # exports show every reviewer's votes: leads only (blinding)
             if kind == "decisions.csv":
@@ -742,6 +737,9 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                 else:
                     body, media = workspace.records_ris(rows), "application/x-research-info-systems; charset=utf-8"
             workspace.audit(con, user.name, "export", "export", kind, {})
+            return body, media
+
+        body, media = turns.run(job)
         return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{kind}"'})
 
     @app.get("/export/records.csv")

@@ -50,8 +50,9 @@ _COLUMNS = ("seq", "client_token", "record_id", "reviewer", "stage", "decision",
 
 
 class DecisionJournal:
-    def __init__(self, path: Path, db_path: Path):
+    def __init__(self, path: Path, db_path: Path, *, background: bool = True):
         self.path = Path(path)
+        self.background = background  # False: only explicit flush() calls write (tests)
         self.db_path = db_path
         self._lock = threading.Lock()
         self._sql = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
@@ -61,6 +62,7 @@ class DecisionJournal:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop = False
+        self.flush_via = None  # callable: have the app's warehouse turn do the flushing (lockturns.py)
 
     # ------------------------------------------------------------------ writing
 
@@ -103,6 +105,10 @@ class DecisionJournal:
                 done.append((row["seq"], decision_id, None))
             except screening.DecisionError as exc:  # checked before any write: the transaction stays clean
                 log.warning("journalled decision %s refused by the warehouse: %s", row["client_token"], exc)
+                from warehouse.workspace import audit
+
+                audit(con, row["reviewer"], "decision.refused", "record", row["record_id"],
+                      {"client_token": row["client_token"], "error": str(exc), "decided_at": row["decided_at"]})
                 done.append((row["seq"], None, str(exc)))
         return done
 
@@ -139,7 +145,7 @@ class DecisionJournal:
     # ------------------------------------------------------------------ background thread
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if not self.background or (self._thread is not None and self._thread.is_alive()):
             return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -157,8 +163,12 @@ class DecisionJournal:
             self._wake.wait(timeout=2.0)
             self._wake.clear()
             try:
-                while self.flush():
-                    pass
+                if self.flush_via is not None:
+                    if self.pending(1):
+                        self.flush_via()
+                else:
+                    while self.flush():
+                        pass
                 backoff = 0.05
             except Exception:  # noqa: BLE001 - keep the journal; try again shortly
                 log.exception("flushing the decision journal failed; retrying")

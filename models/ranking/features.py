@@ -27,6 +27,8 @@ def clean_text(text: object) -> str:
     """Undo HTML entities and the commonest mojibake; collapse whitespace. Non-strings → ''."""
     if not isinstance(text, str):
         return ""
+    if text.isascii() and "&" not in text and "<" not in text:
+        return " ".join(text.split())  # nothing to undo (the common case; keeps scoring fast)
     text = html.unescape(text)
     text = _TAGS.sub(" ", text)
     text = _MOJIBAKE.sub(" ", text)
@@ -71,7 +73,7 @@ class RecordVectorizer(BaseEstimator, TransformerMixin):
     def __init__(self, text_weight: float = 1.0, title_weight: float = 0.0, mesh_weight: float = 0.5,
                  pubtype_weight: float = 0.2, ngram_range: tuple[int, int] = (1, 2), min_df: int = 1,
                  max_df: float = 0.95, sublinear_tf: bool = True, stop_words: str | None = None,
-                 max_features: int | None = None):
+                 max_features: int | None = None, char_weight: float = 0.0):
         self.text_weight = text_weight
         self.title_weight = title_weight
         self.mesh_weight = mesh_weight
@@ -82,6 +84,7 @@ class RecordVectorizer(BaseEstimator, TransformerMixin):
         self.sublinear_tf = sublinear_tf
         self.stop_words = stop_words
         self.max_features = max_features
+        self.char_weight = char_weight
 
     def _text_vec(self, n_docs: int) -> TfidfVectorizer:
         # max_df as a share is unsafe on tiny pools (every term would be dropped)
@@ -106,8 +109,11 @@ class RecordVectorizer(BaseEstimator, TransformerMixin):
 
     def _block_specs(self, fields: RecordFields):
         token_vec = lambda n: TfidfVectorizer(token_pattern=r"\S+", lowercase=False, sublinear_tf=True, dtype=np.float32)  # noqa: E731
+        char_vec = lambda n: TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2,  # noqa: E731
+                                             max_df=0.95 if n >= 20 else 1.0, dtype=np.float32)
         return [
             ("text", self.text_weight, fields.documents(), self._text_vec),
+            ("char", self.char_weight, fields.documents(), char_vec),
             ("title", self.title_weight, fields.titles, self._text_vec),
             ("mesh", self.mesh_weight, fields.mesh, token_vec),
             ("pubtype", self.pubtype_weight, fields.pubtypes, token_vec),

@@ -40,9 +40,10 @@ class SimulationParams:
     every_step_until: int = 100     # refit after every record while fewer than this are screened
     batch_fraction: float = 0.02    # afterwards refit after ceil(fraction × screened) records
     audit_fraction: float = 0.0     # random audit share of each query (0 in benchmarks, like ASReview)
-    knn_weight: float = 0.0         # blend in the highest cosine similarity to a known include
+    knn_weight: float = 0.3         # blend in the highest cosine similarity to a known include
     pseudo_negatives: int = 0       # random unscreened records added as weak excludes (BMI-style)
     pseudo_weight: float = 0.3      # their weight relative to a real exclude
+    dry_window: int = 0             # after this many text records without an include, alternate with naive Bayes
     vectorizer: dict = field(default_factory=dict)
     classifier: dict = field(default_factory=dict)
 
@@ -109,7 +110,9 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
         train = [i for i in order if not no_text[i]]
         ys = np.array([revealed[i] for i in train])
         if 0 < ys.sum() < len(ys):
-            scores = fit_and_score(X, train, ys, candidates, params, seed, rng_pseudo)
+            dry = params.dry_window and len(train) > params.dry_window and not ys[-params.dry_window:].any()
+            use_nb = bool(dry) and (n_fits % 2 == 1)
+            scores = fit_and_score(X, train, ys, candidates, params, seed, rng_pseudo, use_nb)
             n_fits += 1
             n_screened = len(order)
             batch = 1 if n_screened < params.every_step_until else int(np.ceil(params.batch_fraction * n_screened))
@@ -152,9 +155,16 @@ def _z(v: np.ndarray) -> np.ndarray:
     return (v - v.mean()) / sd if sd > 0 else v * 0.0
 
 
-def fit_and_score(X, train, ys, candidates, params: SimulationParams, seed: int, rng) -> np.ndarray:
+def fit_and_score(X, train, ys, candidates, params: SimulationParams, seed: int, rng, use_nb: bool = False) -> np.ndarray:
     """Fit on the screened records (plus optional pseudo-negatives) and score every record."""
     from models.ranking.balance import BalancedWeights
+
+    if use_nb:  # a second opinion in dry spells: a differently biased model finds other includes
+        from sklearn.naive_bayes import MultinomialNB
+
+        nb = MultinomialNB(alpha=3.822).fit(X[train], ys, sample_weight=BalancedWeights(1.2).compute_sample_weight(ys))
+        lp = nb.predict_log_proba(X)
+        return lp[:, 1] - lp[:, 0]
 
     Xt, yt = X[train], ys
     clf = RelevanceClassifier(random_state=seed, **params.classifier)

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-
-import pytest
 
 from living_review.cli import main as cli
 from living_review.settings import get_settings
 
 
-def _status(capsys) -> dict:
-    capsys.readouterr()
-    assert cli(["status", "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+def _cli_json(args: list[str]) -> dict:
+    """Run the CLI and parse its stdout. Not capsys: Prefect's console logger would keep its closed stream."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli(args) == 0
+    return json.loads(out.getvalue())
 
 
-def test_status_before_any_run_is_honest(lr_home, capsys):
-    report = _status(capsys)
+def _status(_=None) -> dict:
+    return _cli_json(["status", "--json"])
+
+
+def test_status_before_any_run_is_honest(lr_home):
+    report = _status()
     assert report["records"] == 0 and report["search_runs"] == 0 and report["last_run"] is None
 
 
-def test_nightly_on_snapshot_stores_records_once(prefect_harness, lr_home, capsys):
+def test_nightly_on_snapshot_stores_records_once(prefect_harness, lr_home):
     from flows.nightly import nightly_update
     from warehouse.db import connect, transaction
 
@@ -30,7 +36,7 @@ def test_nightly_on_snapshot_stores_records_once(prefect_harness, lr_home, capsy
     assert first["new_records"] > 0
     found = {s["strategy"]: s for s in first["strategies"]}
     assert set(found) == {"attachment-rcts", "uk-interventions"}
-    report = _status(capsys)
+    report = _status()
     assert report["records"] == first["new_records"]
     assert report["search_runs"] >= 2
     assert report["last_run"]["status"] == "completed"
@@ -53,14 +59,13 @@ def test_nightly_on_snapshot_stores_records_once(prefect_harness, lr_home, capsy
     assert second["new_records"] == 0
     assert sum(s["found"] for s in second["strategies"]) == sum(s["found"] for s in first["strategies"])
     assert sum(s["fetched"] for s in second["strategies"]) == 0  # only what is new is fetched
-    again = _status(capsys)
+    again = _status()
     assert again["records"] == report["records"]
     with connect(db) as con:
         assert con.execute("select count(*) from record_versions").fetchall()[0][0] == versions_before
 
 
-def test_cli_nightly_prints_summary(prefect_harness, lr_home, capsys):
-    assert cli(["nightly", "--source", "snapshot", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+def test_cli_nightly_prints_summary(prefect_harness, lr_home):
+    summary = _cli_json(["nightly", "--source", "snapshot", "--json"])
     assert summary["status"] == "completed" and summary["source"] == "snapshot"
     assert "no outcome data" in json.dumps(summary["pooling"]).lower() or summary["pooling"].get("changed") is False

@@ -355,3 +355,29 @@ def test_known_pmids_on_a_large_list(wh):
     assert wr.known_pmids(wh, asked) == {recs[2].pmid, recs[5].pmid}
     assert wr.known_pmids(wh, []) == set()
     assert wr.known_pmids(wh, iter([int(recs[1].pmid)])) == {recs[1].pmid}  # ints accepted
+
+
+def test_records_without_doi_or_year_never_merge_by_accident(wh):
+    """Short notices ("Reply.", "Erratum.") with no DOI and no year: distinct records, re-append idempotent."""
+    notices = [Record(pmid="99000010", title="Reply."), Record(pmid="99000011", title="Erratum.")]  # constructed
+    assert wr.append_records(wh, _run(wh), "s", notices) == AppendCounts(new=2)
+    assert wr.append_records(wh, _run(wh), "s", notices) == AppendCounts(duplicates=2, unchanged=2)
+    assert wr.known_pmids(wh, ["99000010", "99000011", "1"]) == {"99000010", "99000011"}
+
+
+def test_link_known_records_gives_provenance_without_refetching(wh):
+    recs = fixture_records()
+    real = by_pmid("11748933")
+    twin = dataclasses.replace(real, pmid="99000001", title=real.title + " (duplicate entry)")  # same DOI
+    wr.append_records(wh, _run(wh, "rct-attachment"), "rct-attachment", recs + [twin])
+    later = _run(wh, "uk-interventions")
+    asked = [r.pmid for r in recs[:3]] + ["99000001", "12345678"]  # 3 records, 1 merged PMID, 1 unknown
+    assert wr.link_known_records(wh, later, "uk-interventions", asked) == 4
+    assert wr.link_known_records(wh, later, "uk-interventions", asked) == 4  # idempotent
+    rows = db.fetchall(wh, f"SELECT pmid_seen, matched_by FROM record_sources WHERE run_id = '{later}' ORDER BY 1")
+    # 11748933 and its merged PMID 99000001 are one record: one provenance row for it
+    assert rows == sorted((r.pmid, "pmid") for r in recs[:3]) and "11748933" in {r.pmid for r in recs[:3]}
+    assert _count(wh, "records") == 8
+    assert wr.finish_search_run(wh, later, "completed", found=5, warnings=[]) == {
+        "found": 5, "new": 0, "duplicates": 4, "updated": 0}
+    assert wr.link_known_records(wh, later, "uk-interventions", []) == 0

@@ -86,6 +86,8 @@ def test_review_in_the_browser(lr_home):
             page = ctx.new_page()
             page.goto(base + "/screen")
             expect(page).to_have_url(re.compile(r"/login"))
+            if name == "ann":
+                shot(page, "00-login", full_page=False)
             page.fill("input[name=name]", name)
             page.fill("input[name=password]", PASSWORD)
             with page.expect_navigation():
@@ -93,8 +95,8 @@ def test_review_in_the_browser(lr_home):
             expect(page.locator("header .who")).to_contain_text(name)
             return page
 
-        def shot(page, name):
-            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        def shot(page, name, full_page=True):
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
         def shown_record(page) -> int:
             return int(page.locator("#record").get_attribute("data-record-id"))
@@ -112,13 +114,13 @@ def test_review_in_the_browser(lr_home):
         prisma_before = ann.locator("#prisma-cumulative svg").inner_html()
         shot(ann, "01-prisma-before")
         ann.goto(base + "/screen")
-        shot(ann, "02-screen-first-record")
+        shot(ann, "02-screen-first-record", full_page=False)  # as the reviewer sees it
         a_rec = shown_record(ann)
         key(ann, "i")
         b_rec = shown_record(ann)
         ann.keyboard.press("e")
         expect(ann.locator("#reasons")).to_be_visible()
-        shot(ann, "03-exclude-reasons")
+        shot(ann, "03-exclude-reasons", full_page=False)
         with ann.expect_navigation():
             ann.keyboard.press("2")
         c_rec = shown_record(ann)
@@ -209,4 +211,7 @@ def test_review_in_the_browser(lr_home):
         assert "Studies included in review (n = 0)" in prisma_before
         assert "Studies included in review (n = 2)" in prisma_after
         assert "Records excluded (n = 1)" in prisma_after
+        lee.goto(base + "/progress")
+        expect(lee.locator("#nightly")).to_contain_text("completed")
+        shot(lee, "11-progress")
         browser.close()

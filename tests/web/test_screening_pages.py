@@ -186,3 +186,25 @@ def test_a_failing_ranker_degrades_to_recency(ws, monkeypatch):
     shown, html = _screen_record_id(c)
     assert shown is not None and "newest first" in html
     assert c.get("/progress").status_code == 200
+
+
+def test_real_ranking_state_orders_the_queue_stamps_decisions_and_shows_recall(ws):
+    from warehouse import ranking
+    from warehouse.db import transaction
+
+    ordered = sorted(ws.ids.values())
+    with transaction(ws.db) as con:
+        ranking.store_model_version(con, "tfidf-test-1", "trained", "fp", {}, {}, {}, 10, 2, None)
+        ranking.store_scores(con, "tfidf-test-1", [(rid, 0.1 * i, 0.1 * i, len(ordered) - i, False)
+                                                   for i, rid in enumerate(ordered)])
+        ranking.store_recall_estimate(con, {"recall_lower_bound": 0.93, "confidence": 0.95, "target": 0.95,
+                                            "records_to_screen_for_target": 12, "screened": 40, "unscreened": 6,
+                                            "found": 5, "audited": 10, "audit_hits": 0}, "tfidf-test-1", None)
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    shown, html = _screen_record_id(c)
+    assert shown == ordered[-1] and "ranked by relevance" in html  # highest score first
+    decide(c, csrf, shown, "include", token="ranked-1")
+    assert _rows(ws, "SELECT model_version FROM screening_decisions WHERE client_token = 'ranked-1'") == [("tfidf-test-1",)]
+    progress = c.get("/progress").text
+    assert "≥ 93.0%" in progress and "95% confidence" in progress and "tfidf-test-1" in progress

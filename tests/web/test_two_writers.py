@@ -108,21 +108,22 @@ def test_nightly_append_and_reviewers_write_the_same_database(lr_home, capsys):
                 repeats = [post(job) for job in jobs[:20]]
             first20 = {job[2]: None for job in jobs[:20]}
             decisions_done = time.time()
+            # journalled decisions reach the warehouse at the app's next turns of the lock
+            deadline = time.monotonic() + 120
+            while True:
+                with connect(db) as con:
+                    stored = con.execute("SELECT count(*) FROM screening_decisions").fetchall()[0][0]
+                if stored >= len(jobs) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            all_stored = time.time()
+            append_running_when_stored = writer.poll() is None
             out, err = writer.communicate(timeout=600)
         finally:
             if writer.poll() is None:
                 writer.kill()
         assert writer.returncode == 0, err
         summary = json.loads(out.strip().splitlines()[-1])
-        # journalled decisions reach the warehouse at the app's next turn of the lock
-        deadline = time.monotonic() + 120
-        while True:
-            with connect(db) as con:
-                stored = con.execute("SELECT count(*) FROM screening_decisions").fetchall()[0][0]
-            if stored >= len(jobs) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        all_stored = time.time()
 
     by_token = {job[2]: res[2] for job, res in zip([j for name in REVIEWERS for j in jobs if j[1] == name], results)}
     assert [r[2] for r in repeats] == [by_token[t] for t in first20]
@@ -156,7 +157,8 @@ def test_nightly_append_and_reviewers_write_the_same_database(lr_home, capsys):
         "decision_max_ms": round(1000 * latencies[-1]),
         "page_load_p50_ms": round(1000 * statistics.median(loads)), "page_load_p99_ms": round(1000 * loads[int(0.99 * (len(loads) - 1))]),
         "page_loads": len(loads),
-        "all_decisions_in_warehouse_after_s": round(all_stored - min(decisions_done, summary["finished"]), 1),
+        "last_decision_to_all_in_warehouse_s": round(all_stored - decisions_done, 1),
+        "append_still_running_then": append_running_when_stored,
     }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "two_writers.json").write_text(json.dumps(report, indent=2))

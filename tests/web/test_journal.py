@@ -1,0 +1,116 @@
+"""The decision journal and the shared warehouse turn: exactly once, in order, with the decision time."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+
+from living_review.web.journal import DecisionJournal
+from living_review.web.lockturns import LockTurns
+from support.web_app import build_known_warehouse
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory):
+    db = tmp_path_factory.mktemp("journal-template") / "w.duckdb"
+    return db, build_known_warehouse(db)
+
+
+@pytest.fixture
+def wh(tmp_path, known):
+    import shutil
+
+    db = tmp_path / "w.duckdb"
+    shutil.copyfile(known[0], db)
+    return db, known[1], DecisionJournal(tmp_path / "journal.sqlite3", db, background=False)
+
+
+def _rows(db, sql):
+    from warehouse.db import connect
+
+    with connect(db) as con:
+        return con.execute(sql).fetchall()
+
+
+def _entry(record_id, token, decision="include", reviewer="cy"):
+    return dict(client_token=token, record_id=record_id, reviewer=reviewer, stage="title_abstract", decision=decision,
+                reason=None, note=None, model_version="m7")
+
+
+def test_journal_is_idempotent_and_flushes_exactly_once(wh):
+    db, r, journal = wh
+    before = _rows(db, "SELECT count(*) FROM screening_decisions")[0][0]
+    seq, dup = journal.record(**_entry(r["r4"], "tok-1"))
+    assert (journal.record(**_entry(r["r4"], "tok-1", decision="exclude")) == (seq, True)) and not dup
+    journal.record(**_entry(r["r4"], "tok-2", decision="retract"))
+    assert journal.pending_count() == 2
+    assert journal.flush() == 2 and journal.pending_count() == 0 and journal.flush() == 0
+    rows = _rows(db, "SELECT client_token, decision, model_version FROM screening_decisions "
+                     "WHERE reviewer = 'cy' ORDER BY decision_id")
+    assert rows == [("tok-1", "include", "m7"), ("tok-2", "retract", "m7")]  # in journal order
+    assert _rows(db, "SELECT count(*) FROM screening_decisions")[0][0] == before + 2
+    assert journal.decision_id(seq) is not None
+
+
+def test_a_crash_between_commit_and_mark_adds_nothing_on_replay(wh):
+    from warehouse.db import transaction
+
+    db, r, journal = wh
+    journal.record(**_entry(r["r1"], "tok-crash"))
+    with transaction(db) as con:
+        journal.append_pending(con)  # committed, but the process "dies" before journal.mark
+    assert journal.pending_count() == 1
+    journal.flush()
+    assert _rows(db, "SELECT count(*) FROM screening_decisions WHERE client_token = 'tok-crash'") == [(1,)]
+    assert journal.pending_count() == 0
+
+
+def test_rows_survive_a_restart_and_keep_the_decision_time(wh, tmp_path):
+    db, r, journal = wh
+    journal.record(**_entry(r["r2"], "tok-restart"))
+    decided = datetime.utcnow()
+    reopened = DecisionJournal(tmp_path / "journal.sqlite3", db, background=False)
+    assert reopened.pending_count() == 1
+    reopened.flush()
+    (at,) = _rows(db, "SELECT created_at FROM screening_decisions WHERE client_token = 'tok-restart'")[0]
+    assert abs(at - decided) < timedelta(seconds=5)
+
+
+def test_a_refused_row_is_kept_with_its_error_and_not_retried(wh):
+    db, r, journal = wh
+    journal.record(**_entry(99_999_999, "tok-ghost"))
+    journal.record(**_entry(r["r3"], "tok-ok"))
+    journal.flush()
+    assert journal.pending_count() == 0
+    assert _rows(db, "SELECT client_token FROM screening_decisions WHERE client_token LIKE 'tok-%'") == [("tok-ok",)]
+    err = journal._sql.execute("SELECT error FROM journal WHERE client_token = 'tok-ghost'").fetchone()[0]
+    assert "no record" in err
+    assert _rows(db, "SELECT actor, action FROM audit_log WHERE action = 'decision.refused'") == [("cy", "decision.refused")]
+
+
+def test_lock_turns_run_jobs_in_their_own_transactions_after_flushing(wh):
+    db, r, journal = wh
+    turns = LockTurns(db, journal)
+    journal.record(**_entry(r["r5"], "tok-turn"))
+
+    def sees_the_journalled_decision(con):
+        return con.execute("SELECT count(*) FROM screening_decisions WHERE client_token = 'tok-turn'").fetchall()[0][0]
+
+    def fails_after_writing(con):
+        con.execute("INSERT INTO audit_log (actor, action) VALUES ('t', 'should roll back')")
+        raise ValueError("boom")
+
+    futures = [turns.submit(fails_after_writing), turns.submit(sees_the_journalled_decision)]
+    with pytest.raises(ValueError, match="boom"):
+        futures[0].result(timeout=30)
+    assert futures[1].result(timeout=30) == 1
+    assert _rows(db, "SELECT count(*) FROM audit_log WHERE action = 'should roll back'") == [(0,)]
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(turns.run(lambda con: i))) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(20))
