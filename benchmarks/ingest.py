@@ -22,7 +22,6 @@ returns) and, as a worst case, 2,000 PMIDs spread over the whole warehouse.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import shutil

@@ -33,6 +33,7 @@ CACHE = REPO / "benchmarks" / ".cache"
 VENV = CACHE / "asreview-venv"
 ASREVIEW_VERSION = "3.0.8"
 RESULTS = REPO / "benchmarks" / "RESULTS-screening.md"
+NOTES_MARKER = "<!-- notes: kept across runs -->"
 
 from models.ranking.metrics import screening_metrics  # noqa: E402
 
@@ -86,12 +87,12 @@ def load_dataset(path: Path):
     return df
 
 
-def run_ours(df, seed: int) -> dict:
+def run_ours(df, seed: int, prior_idx=None) -> dict:
     from models.ranking.simulation import simulate_screening
 
     t0 = time.perf_counter()
     order = simulate_screening(df["title"].tolist(), df["abstract"].tolist(),
-                               df["label_included"].astype(int).tolist(), seed=seed)
+                               df["label_included"].astype(int).tolist(), seed=seed, prior_idx=prior_idx)
     wall = time.perf_counter() - t0
     labels = df["label_included"].astype(int).to_numpy()
     seq = [int(labels[i]) for i in order.order]
@@ -186,6 +187,8 @@ def main(argv=None) -> int:
     p.add_argument("--asreview-only", action="store_true", help="only fill the ASReview cache")
     p.add_argument("--skip-scoring", action="store_true", help="skip the 1,000,000-record scoring test")
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--own-priors", action="store_true",
+                   help="draw our priors with our own seed instead of reusing ASReview's priors for the same seed")
     p.add_argument("--recall-reps", type=int, default=30, help="audit draws per dataset × seed for the recall check (0 = skip)")
     args = p.parse_args(argv)
 
@@ -220,18 +223,21 @@ def main(argv=None) -> int:
         lab = df["label_included"].astype(int).to_numpy()
         ours_m, asr_m = [], []
         for s in seeds:
-            ours = run_ours(df, s)
-            ours_m.append({**metrics_for(ours, n, r, ours["n_priors"], 1), "wall": ours["wall_s"]})
+            a = run_asreview(f, s, fresh=args.fresh_asreview) if f.stem in asr else None
+            # paired comparison: both rankers start from the same 1 include + 1 exclude
+            priors = a["prior_rows"] if a is not None and not args.own_priors else None
+            ours = run_ours(df, s, priors)
+            pinc = sum(int(lab[i]) for i in priors) if priors else 1
+            ours_m.append({**metrics_for(ours, n, r, ours["n_priors"], pinc), "wall": ours["wall_s"]})
             if args.recall_reps > 0:
                 runs = recall_validation(ours["labels_in_order"], s, args.recall_reps)
                 if recall_rows and recall_rows[-1][0] == f.stem:
                     recall_rows[-1][1].extend(runs)
                 else:
                     recall_rows.append((f.stem, runs, n))
-            if f.stem in asr:
-                a = run_asreview(f, s, fresh=args.fresh_asreview)
-                pinc = sum(int(lab[i]) for i in a["prior_rows"])
-                asr_m.append({**metrics_for(a, n, r, len(a["prior_rows"]), pinc), "wall": a["wall_s"]})
+            if a is not None:
+                apinc = sum(int(lab[i]) for i in a["prior_rows"])
+                asr_m.append({**metrics_for(a, n, r, len(a["prior_rows"]), apinc), "wall": a["wall_s"]})
         entry = {"dataset": f.stem, "n": n, "r": r, "ours": ours_m, "asreview": asr_m}
         per_dataset.append(entry)
         print(summary_line(entry), flush=True)
@@ -240,7 +246,11 @@ def main(argv=None) -> int:
     text = table + "\n" + render_speed(speed) + "\n" + render_recall(recall_rows, args.recall_reps)
     print(text)
     if not args.no_save:
-        RESULTS.write_text(header(args, seeds) + text)
+        # hand-written notes below the marker survive a re-run
+        notes = ""
+        if RESULTS.exists() and NOTES_MARKER in RESULTS.read_text():
+            notes = RESULTS.read_text().split(NOTES_MARKER, 1)[1]
+        RESULTS.write_text(header(args, seeds) + text + "\n" + NOTES_MARKER + notes)
     return 0
 
 
@@ -309,7 +319,8 @@ def header(args, seeds) -> str:
             f"Command: `.venv/bin/python benchmarks/screening.py {' '.join(sys.argv[1:])}`  \n"
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}, scikit-learn {sklearn.__version__}; ASReview {ASREVIEW_VERSION} "
-            "(own venv, subprocess, 1+1 priors, --prior-seed S --seed S). Metrics per screening-notes §3: "
+            "(own venv, subprocess, 1+1 priors, --prior-seed S --seed S); "
+            f"{'our priors drawn with our own seed' if args.own_priors else 'ours starts from the same two prior records ASReview drew for seed S (paired)'}. Metrics per screening-notes §3: "
             "priors excluded, strict WSS@95 = 0.95 − k95/N′. Mean over seeds [min–max].\n\n")
 
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import random
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,15 @@ import duckdb
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([A-Za-z0-9_\-]+)\.sql$")
+
+
+# A process that opens the file without our lock (a DuckDB CLI, a stray script) makes
+# duckdb.connect fail at once; we retry with backoff for this long before giving up.
+FOREIGN_LOCK_TIMEOUT_S = 15.0
+
+
+class WarehouseBusyError(RuntimeError):
+    """The database file is held by a process that does not use the warehouse lock."""
 
 
 class MigrationError(RuntimeError):
@@ -97,13 +108,30 @@ def connect(db_path: str | os.PathLike) -> Iterator[duckdb.DuckDBPyConnection]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(path):
-        con = duckdb.connect(key)
+        con = _open_duckdb(key)
         held[key] = [con, 1, False]
         try:
             yield con
         finally:
             del held[key]
             con.close()
+
+
+def _open_duckdb(key: str) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + FOREIGN_LOCK_TIMEOUT_S
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(key)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusyError(
+                    f"{key} is held by another process that does not use {lock_path(key).name} "
+                    f"(gave up after {FOREIGN_LOCK_TIMEOUT_S:.0f} s): {exc}") from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
 
 
 @contextmanager

@@ -152,11 +152,17 @@ def _iter_stream_chunks(path: Path, articles_per_chunk: int) -> Iterator[bytes]:
             yield b"<PubmedArticleSet>" + body + (_SET_CLOSE if close >= 0 else b"")
 
 
-def parse_chunk(piece: Piece) -> PreparedBatch:
-    """Worker: parse one chunk (or byte range) and prepare its records for the append."""
-    from models.pubmed import iter_records
+def parse_chunk(piece: Piece, label: str = "") -> PreparedBatch:
+    """Worker: parse one chunk (or byte range) and prepare its records for the append.
 
-    return prepare_batch(iter_records(io.BytesIO(load_piece(piece))))
+    A parse error names the file and batch (`label`): that batch fails, earlier ones stay committed.
+    """
+    from models.pubmed import PubmedParseError, iter_records
+
+    try:
+        return prepare_batch(iter_records(io.BytesIO(load_piece(piece))))
+    except PubmedParseError as exc:
+        raise PubmedParseError(f"{label}: {exc}" if label else str(exc)) from None
 
 
 def ingest_files(
@@ -183,16 +189,17 @@ def ingest_files(
         for i, v in enumerate((counts.new, counts.duplicates, counts.updated, counts.unchanged)):
             totals[i] += v
 
-    chunks = (piece for path in paths for piece in iter_pieces(path, batch_size))
+    chunks = ((piece, f"{path}, batch {k + 1} of {batch_size} articles")
+              for path in paths for k, piece in enumerate(iter_pieces(path, batch_size)))
     if workers == 0:
         for chunk in chunks:
-            absorb(parse_chunk(chunk))
+            absorb(parse_chunk(*chunk))
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads/DuckDB
         with ctx.Pool(workers) as pool:
             pending: deque = deque()
             for chunk in chunks:
-                pending.append(pool.apply_async(parse_chunk, (chunk,)))
+                pending.append(pool.apply_async(parse_chunk, chunk))
                 if len(pending) > 2 * workers:  # bounded read-ahead: memory stays flat in file size
                     absorb(pending.popleft().get())
             while pending:

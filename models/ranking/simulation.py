@@ -44,6 +44,7 @@ class SimulationParams:
     pseudo_negatives: int = 0       # random unscreened records added as weak excludes (BMI-style)
     pseudo_weight: float = 0.3      # their weight relative to a real exclude
     dry_window: int = 0             # after this many text records without an include, alternate with naive Bayes
+    # pseudo_negatives and dry_window are off: measured on 8 Cohen sets they did not help (RESULTS-screening.md)
     vectorizer: dict = field(default_factory=dict)
     classifier: dict = field(default_factory=dict)
 
@@ -74,6 +75,8 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
     if set(np.unique(truth).tolist()) - {0, 1}:
         raise SimulationError("label_included must be 0 or 1")
     priors = list(prior_idx) if prior_idx is not None else choose_priors(truth, prior_included, prior_excluded, seed)
+    if len(set(priors)) != len(priors) or any(not 0 <= i < n for i in priors):
+        raise SimulationError("prior records must be distinct rows of the dataset")
     rng = np.random.default_rng(seed + 1_000_003)
     rng_pseudo = np.random.default_rng(seed + 2_000_003)
     fields = RecordFields(titles, abstracts, mesh, publication_types)
@@ -90,14 +93,12 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
     found = sum(revealed.values())
     n_fits = 0
     scores = np.zeros(n)
-    # without both classes there is nothing to learn: fall back to a random order until there is
+    # without both classes there is nothing to learn: a random order until there is
     while not screened.all():
         if found >= total_includes and n_fits:
             break  # every include found: the rest follows in ranked order
         if no_text.any() and empties_due(order, revealed, no_text, screened, found, n, params.empty_window):
-            chosen = np.flatnonzero(no_text & ~screened)
-            is_audit = np.zeros(len(chosen), bool)
-            for i in chosen.tolist():
+            for i in np.flatnonzero(no_text & ~screened).tolist():
                 screened[i] = True
                 order.append(i)
                 audit_flags.append(False)

@@ -14,7 +14,8 @@ def _artifact_markdown(key: str) -> str | None:
     async def fetch():
         async with get_client() as client:
             arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-            return arts[-1].data if arts else None
+            # other tests' flows publish under the same key in this shared harness: take the newest
+            return max(arts, key=lambda a: a.created).data if arts else None
 
     return asyncio.run(fetch())
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import hypergeom
 
-from models.recall import (audit_key, buscar_p_value, estimate_recall, hypergeom_upper_bound, in_audit,
+from models.recall import (audit_key, binomial_upper_bound, buscar_p_value, estimate_recall, hypergeom_upper_bound, in_audit,
                            recall_bound, records_to_reach, simulate_stopping)
 
 
@@ -77,3 +77,9 @@ def test_simulate_stopping_never_stops_without_audit_evidence():
     rel = np.array([True] * 5 + [False] * 95)
     out = simulate_stopping(rel, np.ones(100), 0.0, 10, 0.95, 0.95, dry_checks=10**6)
     assert out["stopped"] is False and out["screened"] == 100
+
+
+def test_binomial_upper_bound_known_value():
+    # each include sampled with p = 0.5, none seen: R = 4 still has P(0 seen) = 0.0625 > 0.05, R = 5 not
+    assert binomial_upper_bound(0.5, 0, 0.05) == 4
+    assert binomial_upper_bound(1.0, 3, 0.05) == 3

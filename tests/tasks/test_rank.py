@@ -124,3 +124,14 @@ def test_rank_command_prints_queue_and_recall(warehouse, capsys):
     out = capsys.readouterr().out
     assert "cold_start" in out and "recall:" in out and "with 95% confidence" in out
     assert out.count("PMID fx") == 3
+
+
+def test_cold_start_puts_seed_studies_from_the_warehouse_first(warehouse):
+    from living_review.ranking_job import run_ranking
+
+    settings, ids = warehouse
+    config = load_review()
+    config.ranking.seed_pmids = ["fx2", "999999"]  # one in the warehouse, one not
+    config.ranking.audit_fraction = 0.0
+    out = run_ranking(config=config)
+    assert out["kind"] == "cold_start" and out["top"][0]["pmid"] == "fx2"

@@ -245,3 +245,30 @@ def test_fetch_helpers(wh):
     assert db.fetchall(wh, "SELECT entity_id FROM audit_log WHERE actor = ?", ["ann"]) == [("42",)]
     frame = db.fetch_df(wh, "SELECT actor, \"at\" FROM audit_log")
     assert list(frame["actor"]) == ["ann"]
+
+
+_FOREIGN_HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])       # no warehouse lock: like a DuckDB CLI left open
+print("open", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def test_foreign_holder_is_waited_for_then_reported(wh, monkeypatch):
+    holder = _child(_FOREIGN_HOLDER, str(wh), "1.0")
+    assert holder.stdout.readline().strip() == "open"
+    with db.connect(wh) as con:  # retried with backoff until the holder lets go
+        assert con.execute("SELECT count(*) FROM audit_log").fetchall() == [(0,)]
+    holder.wait(timeout=30)
+    holder = _child(_FOREIGN_HOLDER, str(wh), "30")
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        monkeypatch.setattr(db, "FOREIGN_LOCK_TIMEOUT_S", 0.3)
+        with pytest.raises(db.WarehouseBusyError, match="does not use warehouse.duckdb.lock"):
+            with db.connect(wh):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()

@@ -72,13 +72,14 @@ def test_pipeline_equals_append_records(tmp_path, workers, gz):
     assert again.counts == wr.AppendCounts(duplicates=10, unchanged=10)
 
 
-def test_truncated_file_fails_its_batch_only(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_truncated_file_fails_its_batch_only(tmp_path, workers):
     path = _combined(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.9)])  # cut inside the last (book) article
     wh = tmp_path / "w.duckdb"
     db.migrate(wh)
-    with pytest.raises(PubmedParseError):
-        ingest.ingest_files(wh, "run-1", "snapshot", [path], batch_size=4, workers=0)
+    with pytest.raises(PubmedParseError, match=r"all.xml, batch 3 of 4 articles: .*truncated"):
+        ingest.ingest_files(wh, "run-1", "snapshot", [path], batch_size=4, workers=workers)
     # batches before the damaged one were committed (one batch = one transaction); nothing partial after
     assert db.fetchall(wh, "SELECT count(*) FROM records") == [(8,)]
