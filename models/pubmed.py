@@ -78,14 +78,25 @@ def _name(source: XmlInput) -> str:
     return getattr(source, "name", None) or "<stream>"
 
 
+def _collapse(text: str) -> str:
+    """`" ".join(text.split())`; long ASCII text that is already collapsed (most abstracts and
+    titles) is returned as is after a few C-level scans, instead of being split into words."""
+    if (len(text) > 48 and text.isascii() and text[0] != " " and text[-1] != " " and "  " not in text
+            and "\n" not in text and "\t" not in text and "\r" not in text and "\x0b" not in text
+            and "\x0c" not in text and "\x1c" not in text and "\x1d" not in text and "\x1e" not in text
+            and "\x1f" not in text):
+        return text
+    return " ".join(text.split())
+
+
 def flatten(el: etree._Element | None) -> str:
     """Text of an element with inline markup (<i>, <sup>, MathML…) flattened, whitespace collapsed."""
     if el is None:
         return ""
     if len(el) == 0:  # no inline markup: the common case
         text = el.text
-        return " ".join(text.split()) if text else ""
-    return " ".join(_mixed_text(el).split())
+        return _collapse(text) if text else ""
+    return _collapse(_mixed_text(el))
 
 
 _MATHML = "{http://www.w3.org/1998/Math/MathML}"
@@ -256,46 +267,182 @@ def _comments_corrections(citation: etree._Element) -> list[dict]:
     return links
 
 
+def _mesh_headings(headings: list, names: list[str], detail: list[dict]) -> None:
+    """MeSH descriptors (names) and their qualifiers/major flags (detail) of MeshHeadingList elements."""
+    for heading_list in headings:
+        for heading in heading_list:
+            if heading.tag != "MeshHeading":
+                continue
+            descriptor = None
+            qualifiers = []
+            for part in heading:
+                tag = part.tag
+                if tag == "DescriptorName":
+                    if descriptor is None:
+                        descriptor = part
+                elif tag == "QualifierName":
+                    text = part.text
+                    qualifiers.append({
+                        "name": (" ".join(text.split()) if text else "") if len(part) == 0 else flatten(part),
+                        "ui": part.get("UI"), "major": part.get("MajorTopicYN") == "Y"})
+            if descriptor is None:
+                continue
+            text = descriptor.text
+            name = (" ".join(text.split()) if text else "") if len(descriptor) == 0 else flatten(descriptor)
+            names.append(name)
+            detail.append({"descriptor": name, "ui": descriptor.get("UI"),
+                           "major": descriptor.get("MajorTopicYN") == "Y", "qualifiers": qualifiers})
+
+
 def _article(elem: etree._Element) -> Record:
-    citation = elem.find("MedlineCitation")
+    """One PubmedArticle. Why single passes over children instead of find(path): lxml's path
+    lookups cost microseconds each and an article needs dozens (this is the ingest hot path);
+    each branch keeps the first element of its tag, as find() would."""
+    citation = pubmed_data = None
+    for child in elem:
+        tag = child.tag
+        if tag == "MedlineCitation":
+            if citation is None:
+                citation = child
+        elif tag == "PubmedData":
+            if pubmed_data is None:
+                pubmed_data = child
     if citation is None:
         raise PubmedParseError(f"PubmedArticle without MedlineCitation (line {elem.sourceline})")
-    article = citation.find("Article")
-    pubmed_data = elem.find("PubmedData")
-    pmid = _text(citation.find("PMID"))
-    if article is None:
-        article = etree.Element("Article")
-    journal_el = article.find("Journal")
-    journal = (
-        _text(citation.find("MedlineJournalInfo/MedlineTA"))
-        or _text(journal_el.find("ISOAbbreviation") if journal_el is not None else None)
-        or flatten(journal_el.find("Title") if journal_el is not None else None)
-    )
-    year = _year_of(journal_el.find("JournalIssue/PubDate") if journal_el is not None else None)
+    pmid_el = article = medline_ta = None
+    mesh_lists: list = []
+    keywords: list[str] = []
+    links: list[dict] = []
+    for child in citation:
+        tag = child.tag
+        if tag == "Article":
+            if article is None:
+                article = child
+        elif tag == "PMID":
+            if pmid_el is None:
+                pmid_el = child
+        elif tag == "MeshHeadingList":
+            mesh_lists.append(child)
+        elif tag == "KeywordList":
+            for kw in child:
+                if kw.tag == "Keyword":
+                    text = flatten(kw)
+                    if text:
+                        keywords.append(text)
+        elif tag == "MedlineJournalInfo":
+            if medline_ta is None:
+                medline_ta = child.find("MedlineTA")
+        elif tag == "CommentsCorrectionsList":
+            links.extend(_links(child))
+    pmid = _text(pmid_el)
+
+    journal_el = title_el = vernacular_el = abstract_el = authors_el = language_el = article_date = None
+    publication_types: list[str] = []
+    eloc_doi = None
+    if article is not None:
+        for child in article:
+            tag = child.tag
+            if tag == "Journal":
+                if journal_el is None:
+                    journal_el = child
+            elif tag == "ArticleTitle":
+                if title_el is None:
+                    title_el = child
+            elif tag == "Abstract":
+                if abstract_el is None:
+                    abstract_el = child
+            elif tag == "AuthorList":
+                if authors_el is None:
+                    authors_el = child
+            elif tag == "Language":
+                if language_el is None:
+                    language_el = child
+            elif tag == "PublicationTypeList":
+                publication_types.extend(flatten(p) for p in child if p.tag == "PublicationType")
+            elif tag == "ELocationID":
+                if eloc_doi is None and child.get("EIdType") == "doi" and child.get("ValidYN", "Y") != "N":
+                    eloc_doi = _text(child) or None
+            elif tag == "ArticleDate":
+                if article_date is None:
+                    article_date = child
+            elif tag == "VernacularTitle":
+                if vernacular_el is None:
+                    vernacular_el = child
+
+    journal = _text(medline_ta)
+    year = None
+    if journal_el is not None:
+        iso = journal_title = pub_date = None
+        for child in journal_el:
+            tag = child.tag
+            if tag == "JournalIssue":
+                if pub_date is None:
+                    pub_date = child.find("PubDate")
+            elif tag == "ISOAbbreviation":
+                if iso is None:
+                    iso = child
+            elif tag == "Title":
+                if journal_title is None:
+                    journal_title = child
+        journal = journal or _text(iso) or flatten(journal_title)
+        year = _year_of(pub_date)
     if year is None:
-        article_date = _date(article.find("ArticleDate"))
-        year = int(article_date[:4]) if article_date else None
-    doi = _doi_from_ids(pubmed_data.find("ArticleIdList") if pubmed_data is not None else None)
-    doi = doi or _doi_from_elocation(article)
-    mesh, mesh_detail = _mesh(citation)
-    language = article.find("Language")
+        date = _date(article_date)
+        year = int(date[:4]) if date else None
+
+    doi = None
+    history: dict[str, str] = {}
+    if pubmed_data is not None:
+        id_list = None
+        for child in pubmed_data:
+            tag = child.tag
+            if tag == "History":
+                for pub_date in child:
+                    if pub_date.tag == "PubMedPubDate":
+                        status = pub_date.get("PubStatus")
+                        if status and status not in history:
+                            value = _date(pub_date)
+                            if value:
+                                history[status] = value
+            elif tag == "ArticleIdList":
+                if id_list is None:
+                    id_list = child
+        doi = _doi_from_ids(id_list)
+    mesh: list[str] = []
+    mesh_detail: list[dict] = []
+    _mesh_headings(mesh_lists, mesh, mesh_detail)
+    title = flatten(title_el) or flatten(vernacular_el)
     return Record(
         pmid=pmid,
-        title=flatten(article.find("ArticleTitle")) or flatten(article.find("VernacularTitle")),
-        abstract=_abstract(article.find("Abstract")),
+        title=title,
+        abstract=_abstract(abstract_el),
         journal=journal,
         year=year,
-        authors=_authors(article.find("AuthorList")),
-        doi=doi,
+        authors=_authors(authors_el),
+        doi=doi or eloc_doi,
         mesh=mesh,
-        publication_types=[flatten(p) for p in article.iterfind("PublicationTypeList/PublicationType")],
-        language=_text(language) or None,
-        comments_corrections=_comments_corrections(citation),
-        history=_history(pubmed_data),
-        keywords=_keywords(citation),
+        publication_types=publication_types,
+        language=_text(language_el) or None,
+        comments_corrections=links,
+        history=history,
+        keywords=keywords,
         kind="article",
         mesh_detail=mesh_detail,
     )
+
+
+def _links(cc_list: etree._Element) -> list[dict]:
+    """CommentsCorrections of one list, 'Cites' (the reference list) skipped."""
+    links = []
+    for cc in cc_list:
+        if cc.tag != "CommentsCorrections":
+            continue
+        ref_type = cc.get("RefType") or ""
+        if ref_type == "Cites":
+            continue
+        links.append({"ref_type": ref_type, "pmid": _text(cc.find("PMID")) or None,
+                      "source": flatten(cc.find("RefSource"))})
+    return links
 
 
 def _book(elem: etree._Element) -> Record:
@@ -417,10 +564,61 @@ class _WithoutReferenceLists:
         self._pending = buf[pos:]
 
 
+_REF_OPEN, _REF_CLOSE = _WithoutReferenceLists.OPEN, _WithoutReferenceLists.CLOSE
+
+
+def strip_reference_lists(data: bytes, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
+    """`prefix + data + suffix` minus every `<ReferenceList>` block, each replaced by its newlines.
+
+    The in-memory twin of `_WithoutReferenceLists` (same output): one pass of C-level finds over
+    the whole buffer and a single join, for callers that hold the bytes anyway (ingest batches).
+    """
+    find = data.find
+    out = [prefix]
+    pos, end_of_data = 0, len(data)
+    start = find(_REF_OPEN)
+    while start >= 0:
+        tag_end = find(b">", start)
+        if tag_end < 0:  # truncated inside the opening tag: drop the rest, the parser reports it
+            end = end_of_data
+        elif data[tag_end - 1] == 0x2F:  # <ReferenceList/>
+            end = tag_end + 1
+        else:
+            depth, end = 1, tag_end + 1
+            while depth:
+                close = find(_REF_CLOSE, end)
+                nested = find(_REF_OPEN, end, end_of_data if close < 0 else close)
+                if nested >= 0:  # a titled sub-list inside this one
+                    nested_end = find(b">", nested)
+                    if nested_end < 0:
+                        end = end_of_data
+                        break
+                    if data[nested_end - 1] != 0x2F:
+                        depth += 1
+                    end = nested_end + 1
+                elif close >= 0:
+                    depth -= 1
+                    end = close + len(_REF_CLOSE)
+                else:  # truncated inside the list: drop the rest, its elements stay unclosed
+                    end = end_of_data
+                    break
+        out.append(data[pos:start])
+        newlines = data.count(b"\n", start, end)
+        if newlines:
+            out.append(b"\n" * newlines)
+        pos = end
+        start = find(_REF_OPEN, pos)
+    out.append(data[pos:] if pos else data)
+    out.append(suffix)
+    return b"".join(out)
+
+
 def iter_pubmed(source: XmlInput, skip_references: bool = True) -> Iterator[Record | Deletion]:
     """Yield Records and Deletions in document order; raise PubmedParseError on bad XML."""
-    stream, owned = _open(source)
     name = _name(source)
+    if skip_references and isinstance(source, (bytes, bytearray)) and source[:2] != b"\x1f\x8b":
+        source, skip_references = strip_reference_lists(bytes(source)), False  # in memory already
+    stream, owned = _open(source)
     context = etree.iterparse(
         _WithoutReferenceLists(stream) if skip_references else stream,
         events=("end",),

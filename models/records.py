@@ -33,6 +33,10 @@ _HASHED_FIELDS = (
     "kind",
 )
 
+# json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str), without
+# building an encoder per call (hashing runs once per ingested record). Changing it changes every hash.
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
 _DOI_PREFIX = re.compile(r"^\s*(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
 
 
@@ -56,7 +60,9 @@ def _strip_accents(text: str) -> str:
 
 def normalise_title(title: str) -> str:
     """Casefolded, accent-free title with punctuation and whitespace collapsed to single spaces."""
-    text = _strip_accents(title or "").casefold()
+    title = title or ""
+    # ASCII titles (most) have no accents or ligatures: skip the per-character NFKD filter.
+    text = (title if title.isascii() else _strip_accents(title)).casefold()
     text = re.sub(r"[^\w]+", " ", text)  # punctuation (incl. the trailing period) -> space
     text = text.replace("_", " ")
     return " ".join(text.split())
@@ -86,7 +92,7 @@ class Record:
         """sha256 over the citation content (not history dates), stable across runs and processes."""
         payload = {name: getattr(self, name) for name in _HASHED_FIELDS}
         payload["doi"] = normalise_doi(self.doi)
-        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+        blob = _HASH_ENCODER.encode(payload)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def title_key(self) -> str:

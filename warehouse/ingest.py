@@ -8,6 +8,7 @@ sequential `append_records` over the same records.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import mmap
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.records import Record
 from warehouse.records import AppendCounts, PreparedBatch, append_prepared, prepare_batch
 
 _SET_OPEN = b"<PubmedArticleSet"
@@ -84,15 +86,21 @@ def iter_pieces(path: str | os.PathLike, articles_per_chunk: int) -> Iterator[Pi
             yield (str(path), chunk_start, body_end, close >= 0)
 
 
-def load_piece(piece: Piece) -> bytes:
-    """The well-formed PubmedArticleSet bytes of a piece."""
+def _read_piece(piece: Piece) -> tuple[bytes, bytes, bytes]:
+    """(prefix, body, suffix) of a piece: joined, a well-formed PubmedArticleSet."""
     if isinstance(piece, bytes):
-        return piece
+        return b"", piece, b""
     path, start, end, closed = piece
     with open(path, "rb") as fh:
         fh.seek(start)
         body = fh.read(end - start)
-    return b"<PubmedArticleSet>" + body + (_SET_CLOSE if closed else b"")
+    return b"<PubmedArticleSet>", body, (_SET_CLOSE if closed else b"")
+
+
+def load_piece(piece: Piece) -> bytes:
+    """The well-formed PubmedArticleSet bytes of a piece."""
+    prefix, body, suffix = _read_piece(piece)
+    return prefix + body + suffix if prefix or suffix else body
 
 
 def iter_chunks(path: str | os.PathLike, articles_per_chunk: int) -> Iterator[bytes]:
@@ -157,12 +165,24 @@ def parse_chunk(piece: Piece, label: str = "") -> PreparedBatch:
 
     A parse error names the file and batch (`label`): that batch fails, earlier ones stay committed.
     """
-    from models.pubmed import PubmedParseError, iter_records
+    from models.pubmed import PubmedParseError, iter_pubmed, strip_reference_lists
 
+    prefix, body, suffix = _read_piece(piece)
+    if body[:2] != b"\x1f\x8b":  # reference lists dropped in one pass while adding the wrapper
+        body, prefix, suffix = strip_reference_lists(body, prefix, suffix), b"", b""
+    # The batch's records and their parts are all alive until it is prepared: a cyclic GC pass
+    # would only walk them again and again (no cycles are made here; refcounting frees the rest).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        return prepare_batch(iter_records(io.BytesIO(load_piece(piece))))
+        items = iter_pubmed(io.BytesIO(prefix + body + suffix if prefix or suffix else body),
+                            skip_references=False)
+        return prepare_batch(item for item in items if isinstance(item, Record))
     except PubmedParseError as exc:
         raise PubmedParseError(f"{label}: {exc}" if label else str(exc)) from None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def ingest_files(

@@ -209,30 +209,40 @@ def _usable_title_key(record: Record, key: str) -> bool:
     return record.year is not None and len(key.rsplit("|", 1)[0]) >= MIN_TITLE_KEY_CHARS
 
 
-# JSON structure of a Record's to_dict(), for json_transform inside DuckDB (one C++ pass per batch).
-_STRUCT = json.dumps({
-    "title": "VARCHAR", "abstract": "VARCHAR", "journal": "VARCHAR", "year": "INTEGER",
-    "authors": ["VARCHAR"], "doi": "VARCHAR", "mesh": ["VARCHAR"], "publication_types": ["VARCHAR"],
-    "language": "VARCHAR", "keywords": ["VARCHAR"], "kind": "VARCHAR",
-})
+# List fields travel as one string joined by U+001F (illegal in XML 1.0, so never in parsed
+# text) and are split back inside DuckDB: much cheaper on both sides than a list per value.
+# A batch whose lists cannot be joined unambiguously sends that column as JSON arrays instead.
+_SEP = "\x1f"
+_LIST_FIELDS = ("authors", "mesh", "publication_types", "keywords")
+_JSON_FIELDS = ("comments_corrections", "history", "mesh_detail")
+# Stored columns of a record in records-table order (list and JSON columns are encoded, see above).
+_CONTENT_COLUMNS = ("doi", "title", "abstract", "journal", "year", "authors", "mesh", "publication_types",
+                    "language", "keywords", "comments_corrections", "history", "mesh_detail", "kind")
 
-def _stage_sql(relation: str) -> str:
-    """Typed columns of a staged batch (pmid, doi_key, title_key, content_hash, data JSON, …)."""
-    return f"""
-        SELECT b.*, unnest(json_transform(b.data, '{_STRUCT}')),
-               json_extract(b.data, '$.comments_corrections') AS comments_corrections,
-               json_extract(b.data, '$.history') AS history,
-               json_extract(b.data, '$.mesh_detail') AS mesh_detail
-        FROM {relation} b
-    """
+
+def _join_lists(lists: list) -> tuple[list[str], bool]:
+    """Each list as one U+001F-joined string, or (if any is ambiguous) each as a JSON array; bool = JSON."""
+    out = []
+    for items in lists:
+        try:
+            joined = _SEP.join(items)
+        except TypeError:  # non-string items (a hand-made Record): JSON says what they are
+            break
+        if joined.count(_SEP) != max(len(items) - 1, 0) or (len(items) == 1 and not joined):
+            break  # an item holds U+001F, or [""] (which would read back as [])
+        out.append(joined)
+    else:
+        return out, False
+    return [json.dumps(list(items), ensure_ascii=False, default=str) for items in lists], True
 
 
 @dataclass
 class PreparedBatch:
-    """A batch reduced to what the append needs: keys, hashes and the JSON of each record.
+    """A batch reduced to what the append needs: keys, hashes and the columns of each record.
 
     Preparing is the CPU-bound, pure-Python half of an append; keeping it separate lets a parser
-    process do it next to parsing, so the process holding the database lock only runs SQL.
+    process do it next to parsing, so the process holding the database lock only runs SQL. Columns
+    (plain lists of str/int) pickle compactly between processes and stage into DuckDB directly.
     """
 
     pmids: list[str]
@@ -240,25 +250,76 @@ class PreparedBatch:
     title_keys: list[str]
     match_title_keys: list[str | None]  # None where the title is too short or the year unknown
     hashes: list[str]
-    datas: list[str]
+    columns: dict[str, list]  # _CONTENT_COLUMNS → values (lists joined, JSON fields as JSON text)
+    json_lists: tuple[str, ...] = ()  # list columns sent as JSON arrays in this batch
 
     def __len__(self) -> int:
         return len(self.pmids)
 
+    def frame(self, positions: list[int] | None = None):
+        """The staged relation (pmid, doi_key, title_key, content_hash, content columns) as a DataFrame."""
+        import pandas as pd
+
+        data = {"pmid": self.pmids, "doi_key": self.doi_keys, "title_key": self.title_keys,
+                "content_hash": self.hashes, **self.columns}
+        if positions is not None and len(positions) != len(self.pmids):
+            data = {name: [values[i] for i in positions] for name, values in data.items()}
+        data["year"] = pd.array(data["year"], dtype="Int64")
+        return pd.DataFrame(data)
+
 
 def prepare_batch(records: Iterable[Record]) -> PreparedBatch:
-    """Compute the dedupe keys, content hashes and version JSON of a batch (no I/O)."""
-    batch = PreparedBatch([], [], [], [], [], [])
-    for rec in records:
-        title_key = rec.title_key()
-        batch.pmids.append(str(rec.pmid))
-        batch.doi_keys.append(normalise_doi(rec.doi))
-        batch.title_keys.append(title_key)
-        batch.match_title_keys.append(title_key if _usable_title_key(rec, title_key) else None)
-        batch.hashes.append(rec.content_hash())
-        # vars() is to_dict() without asdict's deep copy (10x slower on MeSH-heavy records).
-        batch.datas.append(json.dumps(vars(rec), ensure_ascii=False, default=str))
-    return batch
+    """Compute the dedupe keys, content hashes and staged columns of a batch (no I/O)."""
+    recs = list(records)
+    title_keys = [rec.title_key() for rec in recs]
+    columns: dict[str, list] = {
+        "doi": [rec.doi for rec in recs],
+        "title": [rec.title for rec in recs],
+        "abstract": [rec.abstract for rec in recs],
+        "journal": [rec.journal for rec in recs],
+        "year": [rec.year for rec in recs],
+        "language": [rec.language for rec in recs],
+        "kind": [rec.kind for rec in recs],
+    }
+    json_lists = []
+    for name in _LIST_FIELDS:
+        columns[name], as_json = _join_lists([getattr(rec, name) for rec in recs])
+        if as_json:
+            json_lists.append(name)
+    for name in _JSON_FIELDS:
+        columns[name] = [json.dumps(getattr(rec, name), ensure_ascii=False, default=str) for rec in recs]
+    return PreparedBatch(
+        pmids=[str(rec.pmid) for rec in recs],
+        doi_keys=[normalise_doi(rec.doi) for rec in recs],
+        title_keys=title_keys,
+        match_title_keys=[key if _usable_title_key(rec, key) else None for rec, key in zip(recs, title_keys)],
+        hashes=[rec.content_hash() for rec in recs],
+        columns={name: columns[name] for name in _CONTENT_COLUMNS},
+        json_lists=tuple(json_lists),
+    )
+
+
+def _content_sql(batch: PreparedBatch, alias: str = "s") -> list[str]:
+    """SQL expressions of _CONTENT_COLUMNS over a staged relation (lists decoded)."""
+    exprs = []
+    for name in _CONTENT_COLUMNS:
+        col = f"{alias}.{name}"
+        if name in batch.json_lists:
+            exprs.append(f"""json_transform({col}, '["VARCHAR"]')""")
+        elif name in _LIST_FIELDS:
+            exprs.append(f"CASE WHEN {col} = '' THEN []::VARCHAR[] ELSE string_split({col}, chr(31)) END")
+        elif name in _JSON_FIELDS:
+            exprs.append(f"{col}::JSON")
+        else:
+            exprs.append(col)
+    return exprs
+
+
+# The JSON of a record's current content (what Record.to_dict gives), built from its records row.
+_ROW_JSON = """to_json({'pmid': r.pmid, 'title': r.title, 'abstract': r.abstract, 'journal': r.journal,
+    'year': r.year, 'authors': r.authors, 'doi': r.doi, 'mesh': r.mesh, 'publication_types': r.publication_types,
+    'language': r.language, 'comments_corrections': r.comments_corrections, 'history': r.history,
+    'keywords': r.keywords, 'kind': r.kind, 'mesh_detail': r.mesh_detail})"""
 
 
 def append_records(db_path: str | os.PathLike, run_id: str, strategy: str, records: list[Record]) -> AppendCounts:
@@ -266,7 +327,8 @@ def append_records(db_path: str | os.PathLike, run_id: str, strategy: str, recor
 
     Idempotent: appending the same batch again (same or later run) adds no record, no version and
     no duplicate provenance row. A PMID whose content hash changed gets version + 1 and a row in
-    `record_versions` (the previous content stays there).
+    `record_versions`; the previous content is copied into its own version row's `data` first
+    (migration 005: the current version's content lives in `records` only).
     """
     return append_prepared(db_path, run_id, strategy, prepare_batch(records))
 
@@ -277,29 +339,42 @@ def append_prepared(db_path: str | os.PathLike, run_id: str, strategy: str, batc
 
     if not len(batch):
         return AppendCounts()
-    pmids, doi_keys, title_keys = batch.pmids, batch.doi_keys, batch.title_keys
-    usable_titles, hashes, datas = batch.match_title_keys, batch.hashes, batch.datas
+    pmids, doi_keys = batch.pmids, batch.doi_keys
+    usable_titles, hashes = batch.match_title_keys, batch.hashes
     keys = pd.DataFrame({"pmid": pmids, "doi_key": doi_keys, "title_key": usable_titles})
 
     with transaction(db_path) as con:
         con.register("_keys", keys)
         try:
-            by_pmid = {p: (rid, h, v) for p, rid, h, v in con.execute(
-                """SELECT r.pmid, r.record_id, r.content_hash, r.version FROM records r
-                   WHERE r.pmid IN (SELECT pmid FROM _keys)""").fetchall()}
-            by_alias = {p: (rid, how) for p, rid, how in con.execute(
-                """SELECT a.pmid, a.record_id, a.matched_by FROM record_aliases a
-                   WHERE a.pmid IN (SELECT pmid FROM _keys)""").fetchall()}
-            by_doi = dict(con.execute(
-                """SELECT r.doi_key, min(r.record_id) FROM records r
-                   WHERE r.doi_key IN (SELECT doi_key FROM _keys WHERE doi_key IS NOT NULL)
-                   GROUP BY r.doi_key""").fetchall())
-            by_title = dict(con.execute(
-                """SELECT r.title_key, min(r.record_id) FROM records r
+            # One statement, one scan per key column: (kind, key, record_id, content_hash, version/how)
+            found = con.execute(
+                """SELECT 'p', r.pmid, r.record_id, r.content_hash, r.version::VARCHAR FROM records r
+                   WHERE r.pmid IN (SELECT pmid FROM _keys)
+                   UNION ALL
+                   SELECT 'a', a.pmid, a.record_id, NULL, a.matched_by FROM record_aliases a
+                   WHERE a.pmid IN (SELECT pmid FROM _keys)
+                   UNION ALL
+                   SELECT 'd', r.doi_key, min(r.record_id), NULL, NULL FROM records r
+                   WHERE r.doi_key IN (SELECT doi_key FROM _keys WHERE doi_key IS NOT NULL) GROUP BY r.doi_key
+                   UNION ALL
+                   SELECT 't', r.title_key, min(r.record_id), NULL, NULL FROM records r
                    WHERE r.title_key IN (SELECT title_key FROM _keys WHERE title_key IS NOT NULL)
-                   GROUP BY r.title_key""").fetchall())
+                   GROUP BY r.title_key""").fetchall()
         finally:
             con.unregister("_keys")
+        by_pmid: dict[str, tuple[int, str, int]] = {}
+        by_alias: dict[str, tuple[int, str]] = {}
+        by_doi: dict[str, int] = {}
+        by_title: dict[str, int] = {}
+        for kind, key, rid, chash, extra in found:
+            if kind == "p":
+                by_pmid[key] = (rid, chash, int(extra))
+            elif kind == "a":
+                by_alias[key] = (rid, extra)
+            elif kind == "d":
+                by_doi[key] = rid
+            else:
+                by_title[key] = rid
 
         # Classify in batch order. A target is an existing record_id (int) or a batch position
         # of a record inserted now (str "#i"), resolved to its record_id after the insert.
@@ -349,59 +424,54 @@ def append_prepared(db_path: str | os.PathLike, run_id: str, strategy: str, batc
             if title_key is not None:
                 seen_title.setdefault(title_key, target)
 
+        content = ", ".join(_content_sql(batch))
         ids: dict[object, int] = {}
         if new_pos:
-            stage = pd.DataFrame({
-                "pmid": [pmids[i] for i in new_pos],
-                "doi_key": [doi_keys[i] for i in new_pos],
-                "title_key": [title_keys[i] for i in new_pos],
-                "content_hash": [hashes[i] for i in new_pos],
-                "data": [datas[i] for i in new_pos],
-            })
-            con.register("_new", stage)
+            con.register("_new", batch.frame(new_pos))
             try:
                 inserted = con.execute(f"""
-                    INSERT INTO records (pmid, doi, doi_key, title, abstract, journal, year, authors, mesh,
-                        publication_types, language, keywords, comments_corrections, history, mesh_detail,
-                        kind, title_key, content_hash, version, first_seen_run, last_updated_run)
-                    SELECT s.pmid, s.doi, s.doi_key, s.title, s.abstract, s.journal, s.year, s.authors, s.mesh,
-                        s.publication_types, s.language, s.keywords, s.comments_corrections, s.history,
-                        s.mesh_detail, s.kind, s.title_key, s.content_hash, 1, $run, $run
-                    FROM ({_stage_sql('_new')}) s
+                    INSERT INTO records (doi, title, abstract, journal, year, authors, mesh, publication_types,
+                        language, keywords, comments_corrections, history, mesh_detail, kind,
+                        pmid, doi_key, title_key, content_hash, version, first_seen_run, last_updated_run)
+                    SELECT {content}, s.pmid, s.doi_key, s.title_key, s.content_hash, 1, $run, $run
+                    FROM _new s
                     RETURNING pmid, record_id""", {"run": run_id}).fetchall()
-                new_ids = dict(inserted)  # pmid -> record_id (PMIDs are unique among the staged rows)
-                ids.update({f"#{i}": int(new_ids[pmids[i]]) for i in new_pos})
-                con.execute("""
-                    INSERT INTO record_versions (record_id, version, content_hash, data, run_id)
-                    SELECT r.record_id, 1, s.content_hash, s.data, $run
-                    FROM _new s JOIN records r ON r.pmid = s.pmid""", {"run": run_id})
             finally:
                 con.unregister("_new")
-
-        if updated_pos:
-            stage = pd.DataFrame({
-                "record_id": [rid for _, rid, _ in updated_pos],
-                "version": [v for _, _, v in updated_pos],
-                "pmid": [pmids[i] for i, _, _ in updated_pos],
-                "doi_key": [doi_keys[i] for i, _, _ in updated_pos],
-                "title_key": [title_keys[i] for i, _, _ in updated_pos],
-                "content_hash": [hashes[i] for i, _, _ in updated_pos],
-                "data": [datas[i] for i, _, _ in updated_pos],
-            })
-            con.register("_upd", stage)
+            new_ids = dict(inserted)  # pmid -> record_id (PMIDs are unique among the staged rows)
+            ids.update({f"#{i}": int(new_ids[pmids[i]]) for i in new_pos})
+            # Version 1's content is the records row itself (data NULL until superseded, see 005).
+            versions = pd.DataFrame({"record_id": [ids[f"#{i}"] for i in new_pos],
+                                     "content_hash": [hashes[i] for i in new_pos]})
+            con.register("_ver", versions)
             try:
                 con.execute("""
                     INSERT INTO record_versions (record_id, version, content_hash, data, run_id)
-                    SELECT record_id, version, content_hash, data, $run FROM _upd""", {"run": run_id})
+                    SELECT record_id, 1, content_hash, NULL, $run FROM _ver""", {"run": run_id})
+            finally:
+                con.unregister("_ver")
+
+        if updated_pos:
+            stage = batch.frame([i for i, _, _ in updated_pos])
+            stage.insert(0, "record_id", [rid for _, rid, _ in updated_pos])
+            stage.insert(1, "version", [v for _, _, v in updated_pos])
+            con.register("_upd", stage)
+            try:
+                # Keep the outgoing content: copy it into its own version row before overwriting.
                 con.execute(f"""
-                    UPDATE records SET doi = s.doi, doi_key = s.doi_key, title = s.title, abstract = s.abstract,
-                        journal = s.journal, year = s.year, authors = s.authors, mesh = s.mesh,
-                        publication_types = s.publication_types, language = s.language, keywords = s.keywords,
-                        comments_corrections = s.comments_corrections, history = s.history,
-                        mesh_detail = s.mesh_detail, kind = s.kind, title_key = s.title_key,
+                    UPDATE record_versions SET data = {_ROW_JSON}
+                    FROM records r WHERE r.record_id IN (SELECT record_id FROM _upd)
+                      AND record_versions.record_id = r.record_id AND record_versions.version = r.version
+                      AND record_versions.data IS NULL""")
+                con.execute("""
+                    INSERT INTO record_versions (record_id, version, content_hash, data, run_id)
+                    SELECT record_id, version, content_hash, NULL, $run FROM _upd""", {"run": run_id})
+                assignments = ", ".join(f"{name} = {expr}" for name, expr in zip(_CONTENT_COLUMNS, _content_sql(batch)))
+                con.execute(f"""
+                    UPDATE records SET {assignments}, doi_key = s.doi_key, title_key = s.title_key,
                         content_hash = s.content_hash, version = s.version, last_updated_run = $run,
                         updated_at = current_timestamp
-                    FROM ({_stage_sql('_upd')}) s WHERE records.record_id = s.record_id""", {"run": run_id})
+                    FROM _upd s WHERE records.record_id = s.record_id""", {"run": run_id})
             finally:
                 con.unregister("_upd")
 
@@ -455,11 +525,13 @@ def append_prepared(db_path: str | os.PathLike, run_id: str, strategy: str, batc
     )
 
 
+_RECORD_FIELDS = ("pmid", "title", "abstract", "journal", "year", "authors", "doi", "mesh", "publication_types",
+                  "language", "comments_corrections", "history", "keywords", "kind", "mesh_detail")
+
+
 def get_record(db_path: str | os.PathLike, record_id: int) -> Record | None:
-    """The current content of one record, as a Record (its latest version's data)."""
+    """The current content of one record, as a Record (its `records` row: the current version)."""
     with connect(db_path) as con:
-        rows = con.execute(
-            """SELECT v.data FROM record_versions v JOIN records r
-                 ON r.record_id = v.record_id AND r.version = v.version WHERE r.record_id = ?""",
-            [record_id]).fetchall()
-    return Record.from_dict(json.loads(rows[0][0])) if rows else None
+        rows = con.execute(f"SELECT {', '.join(_RECORD_FIELDS)} FROM records WHERE record_id = ?",
+                           [record_id]).fetchall()
+    return Record.from_dict(dict(zip(_RECORD_FIELDS, rows[0]))) if rows else None

@@ -11,8 +11,10 @@ import hmac
 import json
 import re
 import secrets
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from warehouse import screening
 
@@ -120,6 +122,7 @@ def set_password(con, name: str, password: str) -> None:
         "UPDATE reviewers SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = current_timestamp WHERE name = ?",
         [hash_password(password), name],
     )
+    _publish_from_warehouse(con, name)
     audit(con, "cli", "reviewer.passwd", "reviewer", name, {})
 
 
@@ -130,6 +133,7 @@ def set_role(con, name: str, role: str) -> None:
         "UPDATE reviewers SET role = ?, session_epoch = session_epoch + 1, updated_at = current_timestamp WHERE name = ?",
         [role, name],
     )
+    _publish_from_warehouse(con, name)
     audit(con, "cli", "reviewer.role", "reviewer", name, {"role": role})
 
 
@@ -143,6 +147,67 @@ def authenticate(con, name: str, password: str) -> Reviewer | None:
     if not ok or not rows[0][1]:
         return None
     return get_reviewer(con, name.strip())
+
+
+# --------------------------------------------------------------------------------------------
+# session versions outside the warehouse lock
+#
+# The web app journals a title/abstract decision without taking the DuckDB lock (web/journal.py),
+# so it cannot read `reviewers.session_epoch` there. Every epoch bump is therefore also published
+# to a small SQLite table in the journal's file, which the journal checks in the same SQLite
+# transaction that stores the decision. Publishing happens inside the caller's warehouse
+# transaction, before its COMMIT: if publishing fails nothing changes; if the COMMIT fails after
+# it, the published epoch is ahead of the warehouse, which only sends that reviewer's decisions
+# down the slow, warehouse-checked path. Epochs only ever go up (a stale writer cannot lower one).
+
+SESSION_STORE_NAME = "decision_journal.sqlite3"
+SESSIONS_DDL = """
+CREATE TABLE IF NOT EXISTS reviewer_sessions (
+    name        TEXT PRIMARY KEY,
+    epoch       INTEGER NOT NULL,
+    active      INTEGER NOT NULL,
+    updated_at  TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+)
+"""
+_PUBLISH_SQL = """
+INSERT INTO reviewer_sessions (name, epoch, active) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET
+    active = CASE WHEN excluded.epoch > reviewer_sessions.epoch THEN excluded.active
+                  WHEN excluded.epoch = reviewer_sessions.epoch THEN min(reviewer_sessions.active, excluded.active)
+                  ELSE reviewer_sessions.active END,
+    epoch = max(reviewer_sessions.epoch, excluded.epoch),
+    updated_at = CURRENT_TIMESTAMP
+"""
+
+
+def session_store_path(db_path) -> Path:
+    """The SQLite file beside the warehouse that holds the decision journal and published session epochs."""
+    return Path(db_path).with_name(SESSION_STORE_NAME)
+
+
+def publish_session(sql: sqlite3.Connection, name: str, epoch: int, active: bool) -> None:
+    """Record (monotonically) a reviewer's session epoch on an open SQLite connection in autocommit mode."""
+    sql.execute(SESSIONS_DDL)
+    sql.execute(_PUBLISH_SQL, (name, int(epoch), int(bool(active))))
+
+
+def _publish_from_warehouse(con, name: str) -> None:
+    """Publish `name`'s current epoch next to the warehouse `con` is attached to (skipped for in-memory)."""
+    rows = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    if not rows or not rows[0][0]:
+        return
+    r = get_reviewer(con, name)
+    store = session_store_path(rows[0][0])
+    try:
+        sql = sqlite3.connect(str(store), isolation_level=None, timeout=30)
+        try:
+            sql.execute("PRAGMA synchronous=FULL")
+            publish_session(sql, r.name, r.session_epoch, r.active)
+        finally:
+            sql.close()
+    except sqlite3.Error as exc:
+        raise AccountError(f"could not record the session change in {store}: {exc}; nothing was changed") from None
 
 
 def audit(con, actor: str, action: str, entity: str | None = None, entity_id: str | None = None, detail: dict | None = None) -> None:

@@ -1,9 +1,11 @@
 """The reviewers' workspace: log in, screen with the keyboard, resolve conflicts, extract, see results.
 
 Server-rendered (FastAPI + Jinja2, autoescape on for every template) with a little plain JavaScript
-for the keyboard. Every request opens one short locked connection (`warehouse.db.connect` to read,
-`transaction` to write) and closes it before responding, because the nightly flow appends to the
-same DuckDB file and DuckDB admits one process at a time.
+for the keyboard. The nightly flow appends to the same DuckDB file and DuckDB admits one process
+at a time, so warehouse work happens in short locked turns shared by queued requests
+(lockturns.py), each request in its own transaction. A title/abstract decision does not wait for
+a turn: it goes to the decision journal (journal.py) after its session epoch is checked there,
+and reaches the warehouse at the next turn.
 """
 
 from __future__ import annotations
@@ -120,12 +122,13 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     reasons = list(config.screening.exclusion_reasons)
     terms = list(config.screening.highlight_terms)
 
-    journal = DecisionJournal(settings.home / "decision_journal.sqlite3", db_path)
+    # settings.home / "decision_journal.sqlite3"; the same file holds the published session epochs
+    journal = DecisionJournal(workspace.session_store_path(Path(db_path).resolve()), db_path)
     turns = LockTurns(db_path, journal)
     journal.flush_via = lambda: turns.run(lambda con: None)
-    # What the fast decision path may trust without the warehouse lock: reviewers as last read
-    # (name -> (epoch, active, read at)) and record ids known to exist (records are never deleted).
-    reviewer_cache: dict[str, tuple[int, bool, float]] = {}
+    # What the fast decision path may trust without the warehouse lock: the reviewer's session
+    # epoch as published in the journal's file (checked per decision, see journal.record) and
+    # record ids known to exist (records are never deleted).
     with connect(db_path) as con:
         known_records: set[int] = {int(r[0]) for r in con.execute("SELECT record_id FROM records").fetchall()}
 
@@ -166,7 +169,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             return None
         r = workspace.get_reviewer(con, name)
         if r is not None:
-            reviewer_cache[r.name] = (r.session_epoch, bool(r.active), time.monotonic())
+            journal.publish_session(r.name, r.session_epoch, bool(r.active))
         if r is None or not r.active or r.session_epoch != request.session.get("epoch"):
             request.session.pop("user", None)
             request.session.pop("epoch", None)
@@ -290,6 +293,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         user = await run_in_threadpool(work)
         if user is None:
             return render(request, "login.html", {"next": target, "error": "Unknown reviewer or wrong password."}, 401)
+        await run_in_threadpool(journal.publish_session, user.name, user.session_epoch, bool(user.active))
         request.session.clear()
         request.session.update(user=user.name, epoch=user.session_epoch, csrf=secrets.token_urlsafe(32))
         return RedirectResponse(target, status_code=303)
@@ -377,15 +381,18 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         session_name, session_epoch = request.session.get("user"), request.session.get("epoch")
         if not session_name:
             raise BadRequest("Please log in.", 401)
-        cached = reviewer_cache.get(session_name)
-        fast = (stage == "title_abstract" and record_id in known_records and cached is not None
-                and cached[0] == session_epoch and cached[1] and time.monotonic() - cached[2] < 120)
-        if fast:  # validated without the warehouse: journal it and answer (see journal.py)
-            seq, duplicate = await run_in_threadpool(lambda: journal.record(
+        journalled = None
+        if stage == "title_abstract" and record_id in known_records and isinstance(session_epoch, int):
+            # validated without the warehouse: journal it and answer (see journal.py), provided the
+            # session's epoch is still the published one (checked in the journal's own transaction)
+            journalled = await run_in_threadpool(lambda: journal.record(
                 client_token=token or f"srv-{uuid.uuid4().hex}", record_id=record_id, reviewer=session_name,
-                stage=stage, decision=decision, reason=reason, note=note, model_version=model_version_cache[1]))
+                stage=stage, decision=decision, reason=reason, note=note, model_version=model_version_cache[1],
+                session_epoch=session_epoch))
+        if journalled is not None:
+            seq, duplicate = journalled
             decision_id = journal.decision_id(seq) if duplicate else None
-        else:
+        else:  # full text, an unknown record, or a session the journal cannot vouch for: ask the warehouse
             def work(con):
                 user = require_user(request, con)
                 _eligible(con, record_id, stage)

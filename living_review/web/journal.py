@@ -13,6 +13,17 @@ transaction committed. A crash between the two re-flushes the row, which adds no
 
 Read-your-writes: every page that shows decisions flushes pending rows in its own warehouse
 transaction first (`append_pending` + `mark`), so a reviewer never sees a stale queue.
+
+Sessions: the fast path cannot read `reviewers` (that needs the lock), so the same SQLite file
+holds each reviewer's published session epoch (`reviewer_sessions`, see warehouse/workspace.py).
+`reviewer passwd`/`role` publish the new epoch before their warehouse commit, and `record`
+checks the session's epoch in the transaction that journals the decision, so an ended session
+cannot add a decision once the command has returned; an unknown or stale epoch falls back to
+the warehouse-checked path.
+
+Why not write straight to DuckDB now that the lock is fair: measured with the two-writers test,
+one short transaction per decision gave p99 0.54-0.70 s and max 1.2-1.3 s during the append
+(a decision waits out the batch in progress); journalled decisions: p99 50-61 ms, max < 0.2 s.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from warehouse import screening
+from warehouse import screening, workspace
 
 log = logging.getLogger("living_review.web")
 
@@ -59,6 +70,8 @@ class DecisionJournal:
         self._sql.execute("PRAGMA journal_mode=WAL")
         self._sql.execute("PRAGMA synchronous=FULL")
         self._sql.executescript(_SCHEMA)
+        self._sql.execute(workspace.SESSIONS_DDL)
+        self._published: dict[str, tuple[int, bool]] = {}  # what this process last published, per reviewer
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -67,22 +80,53 @@ class DecisionJournal:
     # ------------------------------------------------------------------ writing
 
     def record(self, *, client_token: str, record_id: int, reviewer: str, stage: str, decision: str,
-               reason: str | None, note: str | None, model_version: str | None) -> tuple[int, bool]:
-        """Journal one validated decision; (journal seq, True if this token was already journalled)."""
+               reason: str | None, note: str | None, model_version: str | None,
+               session_epoch: int | None = None) -> tuple[int, bool] | None:
+        """Journal one validated decision; (journal seq, True if this token was already journalled).
+
+        With `session_epoch`, the decision is journalled only if it equals the reviewer's published
+        epoch (active account), checked in the same SQLite transaction; otherwise None (nothing
+        written: the caller checks the session against the warehouse instead). `reviewer passwd`
+        and `role` publish before they commit, so once they return no old session gets in here.
+        """
         decided_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
         with self._lock:
+            self._sql.execute("BEGIN IMMEDIATE")
             try:
-                cur = self._sql.execute(
-                    "INSERT INTO journal (client_token, record_id, reviewer, stage, decision, reason, note, model_version,"
-                    " decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (client_token, int(record_id), reviewer, stage, decision, reason, note, model_version, decided_at))
-                seq, duplicate = int(cur.lastrowid), False
-            except sqlite3.IntegrityError:
-                seq = int(self._sql.execute("SELECT seq FROM journal WHERE client_token = ?", (client_token,)).fetchone()[0])
-                duplicate = True
+                if session_epoch is not None:
+                    row = self._sql.execute("SELECT epoch, active FROM reviewer_sessions WHERE name = ?",
+                                            (reviewer,)).fetchone()
+                    if row is None or not row[1] or row[0] != session_epoch:
+                        self._sql.execute("ROLLBACK")
+                        return None
+                try:
+                    cur = self._sql.execute(
+                        "INSERT INTO journal (client_token, record_id, reviewer, stage, decision, reason, note,"
+                        " model_version, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (client_token, int(record_id), reviewer, stage, decision, reason, note, model_version,
+                         decided_at))
+                    seq, duplicate = int(cur.lastrowid), False
+                except sqlite3.IntegrityError:
+                    seq = int(self._sql.execute("SELECT seq FROM journal WHERE client_token = ?",
+                                                (client_token,)).fetchone()[0])
+                    duplicate = True
+                self._sql.execute("COMMIT")
+            except BaseException:
+                if self._sql.in_transaction:
+                    self._sql.execute("ROLLBACK")
+                raise
         self._ensure_thread()
         self._wake.set()
         return seq, duplicate
+
+    def publish_session(self, name: str, epoch: int, active: bool) -> None:
+        """Publish a reviewer's epoch as just read from the warehouse (monotonic; skips repeats)."""
+        key = (int(epoch), bool(active))
+        if self._published.get(name) == key:
+            return
+        with self._lock:
+            workspace.publish_session(self._sql, name, epoch, active)
+            self._published[name] = key
 
     # ------------------------------------------------------------------ flushing
 

@@ -44,6 +44,8 @@ class SimulationParams:
     pseudo_negatives: int = 0       # random unscreened records added as weak excludes (BMI-style)
     pseudo_weight: float = 0.3      # their weight relative to a real exclude
     dry_window: int = 0             # after this many text records without an include, alternate with naive Bayes
+    explore_fraction: float = 0.0   # random share of each query once `explore_after` records found nothing
+    explore_after: int = 50
     # pseudo_negatives and dry_window are off: measured on 8 Cohen sets they did not help (RESULTS-screening.md)
     vectorizer: dict = field(default_factory=dict)
     classifier: dict = field(default_factory=dict)
@@ -120,7 +122,11 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
         else:
             scores = rng.random(n)
             batch = 1
-        chosen, is_audit = query.select(scores, candidates, batch, rng)
+        q = query
+        if params.explore_fraction > 0 and len(train) > params.explore_after and \
+                not ys[-params.explore_after:].any():
+            q = MaxWithAudit(max(params.audit_fraction, params.explore_fraction))  # exploring a dry tail
+        chosen, is_audit = q.select(scores, candidates, batch, rng)
         for i, a in zip(chosen.tolist(), is_audit.tolist()):
             screened[i] = True
             order.append(i)

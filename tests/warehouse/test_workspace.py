@@ -46,10 +46,18 @@ def test_accounts_validate_names_roles_and_passwords(tmp_path):
         epoch = w.get_reviewer(con, "ann").session_epoch
         w.set_role(con, "ann", "reviewer")
         assert w.get_reviewer(con, "ann").role == "reviewer" and w.get_reviewer(con, "ann").session_epoch == epoch + 1
+        w.set_password(con, "ann", "long enough too")
+    import sqlite3
+
+    # every epoch bump is also published beside the warehouse, for the web app's lock-free decision path
+    published = sqlite3.connect(w.session_store_path(db)).execute(
+        "SELECT name, epoch, active FROM reviewer_sessions").fetchall()
+    assert published == [("ann", epoch + 2, 1)]
+    with transaction(db) as con:
         with pytest.raises(w.AccountError, match="no reviewer"):
             w.set_password(con, "ghost", "long enough")
         actions = [a for (a,) in con.execute("SELECT action FROM audit_log ORDER BY id").fetchall()]
-        assert actions == ["reviewer.add", "reviewer.role"]
+        assert actions == ["reviewer.add", "reviewer.role", "reviewer.passwd"]
         hashes = con.execute("SELECT password_hash FROM reviewers").fetchall()
         assert "long enough" not in hashes[0][0]
 

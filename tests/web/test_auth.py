@@ -114,3 +114,49 @@ def test_reviewer_cannot_use_lead_pages(ws):
     lead = make_client(ws.app)
     login(lead, "lee")
     assert lead.get("/conflicts").status_code == 200
+
+
+def _post_decision(c, csrf, rid, token):
+    return c.post("/decide", data={"csrf_token": csrf, "record_id": str(rid), "stage": "title_abstract",
+                                   "decision": "include", "client_token": token},
+                  headers={"accept": "application/json"})
+
+
+def test_password_change_stops_journalled_decisions_of_old_sessions_at_once(ws, monkeypatch, capsys):
+    """The journal's fast path (no warehouse lock) must not trust a session that `reviewer passwd` ended."""
+    import io
+    import sys
+
+    from living_review.cli import main
+
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    rids = sorted(ws.ids.values())
+    first = _post_decision(c, csrf, rids[0], "before-passwd")
+    assert first.status_code == 200 and first.json()["journal_id"] is not None  # took the journal path
+    monkeypatch.setattr(sys, "stdin", io.StringIO("another long password\n"))
+    assert main(["reviewer", "passwd", "ann", "--password-stdin"]) == 0
+    capsys.readouterr()
+    late = _post_decision(c, csrf, rids[1], "after-passwd")
+    assert late.status_code == 401 and "log in" in late.json()["error"]
+    assert ws.app.state.journal._sql.execute(
+        "SELECT count(*) FROM journal WHERE client_token = 'after-passwd'").fetchone() == (0,)
+    c2 = make_client(ws.app)
+    csrf2 = login(c2, "ann", "another long password")
+    again = _post_decision(c2, csrf2, rids[1], "new-session")
+    assert again.status_code == 200 and again.json()["journal_id"] is not None  # the new session is fast again
+    assert _decision_count(ws) == 2
+
+
+def test_role_change_ends_old_sessions_on_the_journal_path_too(ws):
+    from warehouse import workspace
+    from warehouse.db import transaction
+
+    c = make_client(ws.app)
+    csrf = login(c, "bob")
+    rid = min(ws.ids.values())
+    assert _post_decision(c, csrf, rid, "bob-1").status_code == 200
+    with transaction(ws.db) as con:
+        workspace.set_role(con, "bob", "lead")
+    assert _post_decision(c, csrf, rid, "bob-2").status_code == 401
+    assert _decision_count(ws) == 1

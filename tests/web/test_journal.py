@@ -114,3 +114,40 @@ def test_lock_turns_run_jobs_in_their_own_transactions_after_flushing(wh):
     for t in threads:
         t.join()
     assert sorted(results) == list(range(20))
+
+
+def test_a_decision_is_journalled_only_under_the_published_session_epoch(wh):
+    db, r, journal = wh
+    entry = _entry(r["r4"], "tok-s1")
+    assert journal.record(**entry, session_epoch=1) is None  # nothing published for cy yet: not vouched for
+    journal.publish_session("cy", 2, True)
+    assert journal.record(**entry, session_epoch=1) is None  # an older session
+    journal.publish_session("cy", 1, True)  # a stale reader cannot lower the epoch again
+    assert journal.record(**entry, session_epoch=1) is None
+    seq, dup = journal.record(**entry, session_epoch=2)
+    assert not dup and journal.pending_count() == 1
+    journal.publish_session("cy", 3, False)  # deactivated
+    assert journal.record(**_entry(r["r4"], "tok-s2"), session_epoch=3) is None
+    assert journal.pending_count() == 1
+
+
+def test_an_epoch_published_before_a_failed_commit_only_sends_decisions_the_slow_way(wh):
+    """set_password publishes before COMMIT; if the warehouse then rolls back, the journal fails closed."""
+    from warehouse import workspace
+    from warehouse.db import connect, transaction
+
+    db, r, journal = wh
+    with transaction(db) as con:
+        workspace.add_reviewer(con, "cy", "long enough password")
+    with connect(db) as con:
+        epoch = workspace.get_reviewer(con, "cy").session_epoch
+    store = workspace.session_store_path(db)
+    reopened = DecisionJournal(store, db, background=False)
+    reopened.publish_session("cy", epoch, True)
+    with pytest.raises(RuntimeError, match="crash"):
+        with transaction(db) as con:
+            workspace.set_password(con, "cy", "a new long password")
+            raise RuntimeError("crash before commit")
+    with connect(db) as con:
+        assert workspace.get_reviewer(con, "cy").session_epoch == epoch  # the warehouse kept the old epoch
+    assert reopened.record(**_entry(r["r4"], "tok-f1"), session_epoch=epoch) is None

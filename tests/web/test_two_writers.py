@@ -155,6 +155,8 @@ def test_nightly_append_and_reviewers_write_the_same_database(lr_home, capsys):
         "append_batch_mean_ms": round(1000 * summary["batch_mean"]), "append_batch_max_ms": round(1000 * summary["batch_max"]),
         "decision_p50_ms": round(1000 * p50), "decision_p99_ms": round(1000 * p99),
         "decision_max_ms": round(1000 * latencies[-1]),
+        "decision_during_append_p99_ms": (round(1000 * sorted(r[1] for r in during)[int(0.99 * (len(during) - 1))])
+                                          if during else None),
         "page_load_p50_ms": round(1000 * statistics.median(loads)), "page_load_p99_ms": round(1000 * loads[int(0.99 * (len(loads) - 1))]),
         "page_loads": len(loads),
         "last_decision_to_all_in_warehouse_s": round(all_stored - decisions_done, 1),
