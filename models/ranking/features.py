@@ -126,10 +126,12 @@ class RecordVectorizer(BaseEstimator, TransformerMixin):
         fast = getattr(self, "fast_", None)
         if fast is None or len(fast) != len(self.blocks_):
             fast = self.fast_ = [FastTfidf(vec) for _, _, vec in self.blocks_]
-        mats = [normalize(f.transform(specs[name])) * weight for (name, weight, _), f in zip(self.blocks_, fast)]
-        if not mats:
+        if not self.blocks_:
             return sparse.csr_matrix((len(fields), 0), dtype=np.float32)
-        X = sparse.hstack(mats, format="csr") if len(mats) > 1 else mats[0].tocsr()
+        if len(self.blocks_) == 1:  # one block: rows are already unit length (or empty)
+            return fast[0].transform(specs[self.blocks_[0][0]]).astype(np.float32).tocsr()
+        mats = [normalize(f.transform(specs[name])) * weight for (name, weight, _), f in zip(self.blocks_, fast)]
+        X = sparse.hstack(mats, format="csr")
         return normalize(X).astype(np.float32)
 
     @property

@@ -147,7 +147,7 @@ def test_fast_tfidf_equals_sklearn_transform():
     from support.ranking_db import FIXTURE
 
     df = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False)
-    docs = (df["title"] + " " + df["abstract"]).tolist() + ["a b c_d x-y 3.5 Ünïcode wörds é a", "", "I/O; (p<0.05)"]
+    docs = (df["title"] + " " + df["abstract"]).tolist() + ["a b c_d x-y 3.5 Ünïcode wörds é a", "", "I/O; (p<0.05)", "x", "ab\x00cd ab"]
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_df=0.95, dtype=np.float32).fit(docs[:40])
     expected, got = vec.transform(docs), FastTfidf(vec).transform(docs)
     assert expected.nnz == got.nnz
