@@ -21,7 +21,8 @@ def _default_config_path() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # No populate_by_name: it would let the field name match too, so $HOME would set `home`.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     home: Path = Field(default_factory=lambda: Path.cwd() / "data", validation_alias="LIVING_REVIEW_HOME")
     eutils_url: str = Field(default=NCBI_EUTILS_URL, validation_alias="LIVING_REVIEW_EUTILS_URL")
