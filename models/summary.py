@@ -31,13 +31,13 @@ def render_run_summary(summary: dict) -> str:
         lines.append(f"Ranking failed: {_cell(ranking.get('error'))}")
     else:
         recall = ranking.get("recall_estimate") or {}
-        if recall.get("recall_lower_bound") is not None:
+        if recall.get("recall_lower_bound") is not None and recall.get("audited", 1):
             lines.append(
                 f"Recall ≥ {100 * recall['recall_lower_bound']:.1f}% with {100 * recall.get('confidence', 0.95):.0f}% "
                 f"confidence; {recall.get('records_to_screen_for_target', '?')} more records to screen for the target."
             )
         else:
-            lines.append("No recall estimate yet (no random audit sample screened).")
+            lines.append("No recall estimate yet: no record of the random audit sample has been screened.")
         top = ranking.get("top") or []
         if top:
             lines += ["", "| rank | PMID | score | title |", "|---:|---|---:|---|"]

@@ -51,7 +51,7 @@ def run(args) -> int:
         print("last run:    none yet")
     ranking = status.get("ranking") or {}
     recall = ranking.get("recall_estimate") if isinstance(ranking, dict) else None
-    if recall and recall.get("recall_lower_bound") is not None:
+    if recall and recall.get("recall_lower_bound") is not None and recall.get("audited", 1):
         print(f"recall:      >= {100 * recall['recall_lower_bound']:.1f}% with {100 * recall['confidence']:.0f}% confidence")
     pooling = status.get("pooling") or {}
     if pooling.get("message"):

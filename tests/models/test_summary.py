@@ -17,3 +17,12 @@ def test_summary_lists_each_strategy_with_counts_and_warnings():
     assert "A \\| B" in md
     assert "no outcome data entered yet" in md
     assert "No recall estimate yet" in md
+
+
+def test_recall_shown_only_with_an_audit_sample():
+    base = {"status": "completed", "strategies": [], "pooling": {}}
+    none = render_run_summary({**base, "ranking": {"recall_estimate": {"recall_lower_bound": 0.0, "audited": 0}}})
+    assert "No recall estimate yet" in none
+    some = render_run_summary({**base, "ranking": {"recall_estimate": {
+        "recall_lower_bound": 0.912, "confidence": 0.95, "audited": 40, "records_to_screen_for_target": 120}}})
+    assert "Recall ≥ 91.2% with 95% confidence; 120 more records" in some
