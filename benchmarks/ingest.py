@@ -41,6 +41,7 @@ HEADER = (b'<?xml version="1.0" ?>\n<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//D
           b' "https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">\n<PubmedArticleSet>\n')
 FOOTER = b"</PubmedArticleSet>\n"
 PER_FILE = 5_000
+CPU: dict[int, tuple[float, float]] = {}  # id(IngestResult) -> (appending process, parser processes) µs/record
 PMID_BASE = 900_000_000  # far above real PMIDs (~41M in 2026): load copies never collide with real ones
 
 
@@ -131,13 +132,19 @@ def time_pipeline(paths: list[Path], workers: int, batch_size: int, tmpdir: Path
 
     db_path = tmpdir / f"throughput_{workers}_{len(paths)}.duckdb"
     migrate(db_path)
+    cpu0 = os.times()
     t0 = time.perf_counter()
     result = ingest_files(db_path, "bench-run", "load", paths, batch_size=batch_size, workers=workers)
     seconds = time.perf_counter() - t0
+    cpu1 = os.times()
     from warehouse.db import fetchall
 
     stored = fetchall(db_path, "SELECT count(*) FROM records")[0][0]
     assert stored == result.counts.new == result.records, (stored, result)
+    # CPU per record: this (appending) process, and the parser processes (reaped when the pool closes)
+    own = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / result.records * 1e6
+    parsers = (cpu1.children_user + cpu1.children_system - cpu0.children_user - cpu0.children_system) / result.records * 1e6
+    CPU[id(result)] = (own, parsers)
     return result.records, seconds, result
 
 
@@ -281,25 +288,28 @@ def run_throughput(args, workers: int) -> list[tuple[str, bool, str]]:
         rows.append(("Bio.Entrez.read(validate=False), parse only", "file 1", n, s))
         n, s = time_iter_records(first)
         rows.append(("models.pubmed.iter_records, parse only, 1 process", "file 1", n, s))
-        n, s, _ = time_pipeline([first], 0, args.batch, tmpdir)
-        rows.append(("ingest (parse+dedupe+append), 1 process", "file 1", n, s))
-        n, s, _ = time_pipeline([first], workers, args.batch, tmpdir)
-        rows.append((f"ingest (parse+dedupe+append), {workers} parser proc(s)", "file 1", n, s))
+        n, s, r = time_pipeline([first], 0, args.batch, tmpdir)
+        rows.append(("ingest (parse+dedupe+append), 1 process", "file 1", n, s, CPU[id(r)]))
+        n, s, r = time_pipeline([first], workers, args.batch, tmpdir)
+        rows.append((f"ingest (parse+dedupe+append), {workers} parser proc(s)", "file 1", n, s, CPU[id(r)]))
         n, s, result = time_pipeline(paths, workers, args.batch, tmpdir)
-        rows.append((f"ingest (parse+dedupe+append), {workers} parser proc(s)", "all files", n, s))
+        rows.append((f"ingest (parse+dedupe+append), {workers} parser proc(s)", "all files", n, s, CPU[id(result)]))
         end_to_end = n / s
         if args.compare_workers and workers != 2:
-            n2, s2, _ = time_pipeline(paths, 2, args.batch, tmpdir)
-            rows.append(("ingest (parse+dedupe+append), 2 parser procs", "all files", n2, s2))
+            n2, s2, r2 = time_pipeline(paths, 2, args.batch, tmpdir)
+            rows.append(("ingest (parse+dedupe+append), 2 parser procs", "all files", n2, s2, CPU[id(r2)]))
             end_to_end = max(end_to_end, n2 / s2)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     print()
     print(f"## (a) throughput  (append transactions of {args.batch:,} records; load avg now {os.getloadavg()[0]:.1f})")
-    print(f"| {'pipeline':<56} | {'input':<9} | {'records':>8} | {'seconds':>8} | {'records/s':>9} | {'× Entrez.read':>13} |")
-    print(f"|{'-' * 58}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 11}|{'-' * 15}|")
-    for name, inp, n, s in rows:
-        print(f"| {name:<56} | {inp:<9} | {n:>8,} | {s:>8.2f} | {n / s:>9,.0f} | {n / s / entrez_rate:>12.1f}× |")
+    print(f"| {'pipeline':<56} | {'input':<9} | {'records':>8} | {'seconds':>8} | {'records/s':>9} | {'× Entrez.read':>13} "
+          f"| {'CPU µs/record: main + parsers':>29} |")
+    print(f"|{'-' * 58}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 11}|{'-' * 15}|{'-' * 31}|")
+    for name, inp, n, s, *cpu in rows:
+        cpu_text = f"{cpu[0][0]:>5.0f} + {cpu[0][1]:>5.0f}" if cpu else ""
+        print(f"| {name:<56} | {inp:<9} | {n:>8,} | {s:>8.2f} | {n / s:>9,.0f} | {n / s / entrez_rate:>12.1f}× "
+              f"| {cpu_text:>29} |")
     print(f"appended: {result.counts}")
     return [
         ("end to end ≥ 5,000 records/s", end_to_end >= 5000, f"{end_to_end:,.0f} records/s"),

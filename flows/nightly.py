@@ -32,7 +32,7 @@ def nightly_update(source: str = "snapshot", today: date | None = None) -> dict:
         else:
             failures.append(f"{strategy.name}: {state.message}")
             strategies.append({"strategy": strategy.name, "failed": True, "error": state.message})
-    ranking = _step("ranking", rank_unscreened(return_state=True), failures)
+    ranking = _step("ranking", rank_unscreened(run=f"nightly-{nightly_id}", return_state=True), failures)
     pooling = _step("pooling", refresh_pooled_effects(return_state=True), failures)
     summary = {
         "source": source,

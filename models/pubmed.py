@@ -124,15 +124,30 @@ def _date(el: etree._Element | None) -> str | None:
     """YYYY-MM-DD from a Year/Month/Day element (Month may be 'Sep' or '09'); None without a year."""
     if el is None:
         return None
-    year = month_raw = day_raw = ""
+    year = month_raw = day_raw = None
     for child in el:  # one pass over the few children (hot: several dates per article)
         tag = child.tag
         if tag == "Year":
-            year = (child.text or "").strip()
+            year = child.text
         elif tag == "Month":
-            month_raw = (child.text or "").strip()
+            month_raw = child.text
         elif tag == "Day":
-            day_raw = (child.text or "").strip()
+            day_raw = child.text
+    key = (year, month_raw, day_raw)
+    try:
+        return _DATES[key]  # the same few thousand dates recur in every batch
+    except KeyError:
+        pass
+    value = _format_date(*((text or "").strip() for text in key))
+    if len(_DATES) < 100_000:
+        _DATES[key] = value
+    return value
+
+
+_DATES: dict[tuple, str | None] = {}
+
+
+def _format_date(year: str, month_raw: str, day_raw: str) -> str | None:
     if not year.isdigit():
         return None
     if month_raw.isdigit():
@@ -159,7 +174,9 @@ def _abstract(abstract: etree._Element | None) -> str:
     if abstract is None:
         return ""
     parts = []
-    for section in abstract.iterfind("AbstractText"):
+    for section in abstract:
+        if section.tag != "AbstractText":
+            continue
         text = flatten(section)
         label = (section.get("Label") or "").strip()
         if label and text:
@@ -176,8 +193,8 @@ def _authors(author_list: etree._Element | None) -> list[str]:
     if author_list is None:
         return []
     names = []
-    for author in author_list.iterfind("Author"):
-        if author.get("ValidYN", "Y") == "N":
+    for author in author_list:
+        if author.tag != "Author" or author.get("ValidYN", "Y") == "N":
             continue
         last = initials = fore = collective = ""
         for child in author:
@@ -203,8 +220,8 @@ def _authors(author_list: etree._Element | None) -> list[str]:
 def _doi_from_ids(id_list: etree._Element | None) -> str | None:
     if id_list is None:
         return None
-    for article_id in id_list.iterfind("ArticleId"):
-        if article_id.get("IdType") == "doi" and _text(article_id):
+    for article_id in id_list:
+        if article_id.tag == "ArticleId" and article_id.get("IdType") == "doi" and _text(article_id):
             return _text(article_id)
     return None
 
@@ -567,18 +584,23 @@ class _WithoutReferenceLists:
 _REF_OPEN, _REF_CLOSE = _WithoutReferenceLists.OPEN, _WithoutReferenceLists.CLOSE
 
 
-def strip_reference_lists(data: bytes, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
-    """`prefix + data + suffix` minus every `<ReferenceList>` block, each replaced by its newlines.
+_REF_NAME = b"ReferenceList"
 
-    The in-memory twin of `_WithoutReferenceLists` (same output): one pass of C-level finds over
-    the whole buffer and a single join, for callers that hold the bytes anyway (ingest batches).
+
+def strip_reference_lists(data: bytes | bytearray, prefix: bytes = b"", suffix: bytes = b"",
+                          length: int | None = None) -> bytes:
+    """`prefix + data[:length] + suffix` minus every `<ReferenceList>` block, each replaced by its newlines.
+
+    The in-memory twin of `_WithoutReferenceLists` (same output), for callers that hold the bytes
+    anyway (ingest batches, read into a reused buffer, hence `length`): inside a list one C-level
+    scan for the bare name finds both nested openings and closings; the kept parts are joined once.
     """
     find = data.find
     out = [prefix]
-    pos, end_of_data = 0, len(data)
-    start = find(_REF_OPEN)
+    pos, end_of_data = 0, len(data) if length is None else length
+    start = find(_REF_OPEN, 0, end_of_data)
     while start >= 0:
-        tag_end = find(b">", start)
+        tag_end = find(b">", start, end_of_data)
         if tag_end < 0:  # truncated inside the opening tag: drop the rest, the parser reports it
             end = end_of_data
         elif data[tag_end - 1] == 0x2F:  # <ReferenceList/>
@@ -586,29 +608,30 @@ def strip_reference_lists(data: bytes, prefix: bytes = b"", suffix: bytes = b"")
         else:
             depth, end = 1, tag_end + 1
             while depth:
-                close = find(_REF_CLOSE, end)
-                nested = find(_REF_OPEN, end, end_of_data if close < 0 else close)
-                if nested >= 0:  # a titled sub-list inside this one
-                    nested_end = find(b">", nested)
+                hit = find(_REF_NAME, end, end_of_data)
+                if hit < 0:  # truncated inside the list: drop the rest, its elements stay unclosed
+                    end = end_of_data
+                    break
+                if data[hit - 2:hit] == b"</" and data[hit + 13:hit + 14] == b">" and hit + 14 <= end_of_data:  # </ReferenceList>
+                    depth -= 1
+                    end = hit + 14
+                elif data[hit - 1] == 0x3C:  # <ReferenceList…: a titled sub-list inside this one
+                    nested_end = find(b">", hit, end_of_data)
                     if nested_end < 0:
                         end = end_of_data
                         break
                     if data[nested_end - 1] != 0x2F:
                         depth += 1
                     end = nested_end + 1
-                elif close >= 0:
-                    depth -= 1
-                    end = close + len(_REF_CLOSE)
-                else:  # truncated inside the list: drop the rest, its elements stay unclosed
-                    end = end_of_data
-                    break
+                else:  # the name in text or another tag (<ReferenceListX>, </ReferenceList >)
+                    end = hit + 13
         out.append(data[pos:start])
         newlines = data.count(b"\n", start, end)
         if newlines:
             out.append(b"\n" * newlines)
         pos = end
-        start = find(_REF_OPEN, pos)
-    out.append(data[pos:] if pos else data)
+        start = find(_REF_OPEN, pos, end_of_data)
+    out.append(data if pos == 0 and end_of_data == len(data) else data[pos:end_of_data])
     out.append(suffix)
     return b"".join(out)
 

@@ -44,7 +44,10 @@ def normalise_doi(doi: str | None) -> str | None:
     """Lower-case DOI without resolver/`doi:` prefixes; None for empty (DOIs are case-insensitive)."""
     if doi is None:
         return None
-    value = _DOI_PREFIX.sub("", str(doi).strip()).strip()
+    value = str(doi).strip()
+    if value[:3] == "10.":  # a bare DOI (nearly all): no prefix for the pattern to remove
+        return value.lower()
+    value = _DOI_PREFIX.sub("", value).strip()
     return value.lower() or None
 
 
@@ -90,8 +93,12 @@ class Record:
 
     def content_hash(self) -> str:
         """sha256 over the citation content (not history dates), stable across runs and processes."""
-        payload = {name: getattr(self, name) for name in _HASHED_FIELDS}
-        payload["doi"] = normalise_doi(self.doi)
+        payload = {  # the _HASHED_FIELDS, spelled out (hot: once per ingested record)
+            "pmid": self.pmid, "title": self.title, "abstract": self.abstract, "journal": self.journal,
+            "year": self.year, "authors": self.authors, "doi": normalise_doi(self.doi), "mesh": self.mesh,
+            "publication_types": self.publication_types, "language": self.language,
+            "comments_corrections": self.comments_corrections, "keywords": self.keywords, "kind": self.kind,
+        }
         blob = _HASH_ENCODER.encode(payload)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

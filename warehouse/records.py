@@ -8,6 +8,10 @@ the shorter the batch holds it, the quicker their decisions go through.
 Dedupe order, against the warehouse and within the batch: PMID (also PMIDs merged before, kept
 in `record_aliases`) → normalised DOI → normalised title + year. A merged PMID becomes an alias
 of the record it duplicates; its provenance is still recorded.
+
+Versions (migration 005): the current content of a record is its `records` row; a version's
+JSON is written to `record_versions.data` when a newer version supersedes it, so a bulk append
+writes each record's content once. `record_version_content` shows every version with its content.
 """
 
 from __future__ import annotations
@@ -220,6 +224,9 @@ _CONTENT_COLUMNS = ("doi", "title", "abstract", "journal", "year", "authors", "m
                     "language", "keywords", "comments_corrections", "history", "mesh_detail", "kind")
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder, not one per json.dumps call
+
+
 def _join_lists(lists: list) -> tuple[list[str], bool]:
     """Each list as one U+001F-joined string, or (if any is ambiguous) each as a JSON array; bool = JSON."""
     out = []
@@ -287,7 +294,7 @@ def prepare_batch(records: Iterable[Record]) -> PreparedBatch:
         if as_json:
             json_lists.append(name)
     for name in _JSON_FIELDS:
-        columns[name] = [json.dumps(getattr(rec, name), ensure_ascii=False, default=str) for rec in recs]
+        columns[name] = [_JSON.encode(getattr(rec, name)) for rec in recs]
     return PreparedBatch(
         pmids=[str(rec.pmid) for rec in recs],
         doi_keys=[normalise_doi(rec.doi) for rec in recs],

@@ -331,3 +331,26 @@ def test_year_falls_back_to_medline_date_then_article_date():
         b"</ArticleTitle>", b'</ArticleTitle><ArticleDate DateType="Electronic"><Year>1991</Year>'
                             b"<Month>02</Month><Day>03</Day></ArticleDate>", 1)
     assert next(iter_records(no_date)).year == 1991
+
+
+def test_in_memory_reference_stripper_equals_the_streaming_filter():
+    from models.pubmed import _WithoutReferenceLists, strip_reference_lists
+
+    samples = [(FIXTURES / name).read_bytes() for name in ("pubmed4.xml", "30386702.xml", "sample_article_20301577.xml")]
+    samples += [b"<a>1<ReferenceList><Title>x</Title><ReferenceList>\n<Reference/></ReferenceList>\n"
+                b"</ReferenceList>2<ReferenceList/>3<ReferenceList >y</ReferenceList>4</a>",
+                b"<a><ReferenceList><T>ReferenceList </ReferenceList ></T>\n</ReferenceList>z</a>",
+                b"<a><ReferenceList>\n<Reference>", b"<a><ReferenceList", b"no lists at all"]
+    for data in samples:
+        expected = _WithoutReferenceLists(io.BytesIO(data)).read()
+        assert strip_reference_lists(data) == expected
+        assert strip_reference_lists(data, b"<w>", b"</w>") == b"<w>" + expected + b"</w>"
+        # a reused buffer: only the first `length` bytes count, whatever follows them
+        stale = bytearray(data) + b"</ReferenceList><ReferenceList>old</ReferenceList>tail"
+        assert strip_reference_lists(stale, length=len(data)) == expected
+
+
+def test_bytes_input_gives_the_records_of_the_file():
+    for name in ("30386702.xml", "pubmed1.xml", "sample_article_20301577.xml"):
+        path = FIXTURES / name
+        assert list(iter_pubmed(path.read_bytes())) == list(iter_pubmed(path))

@@ -380,3 +380,47 @@ def test_link_known_records_gives_provenance_without_refetching(wh):
     assert wr.finish_search_run(wh, later, "completed", found=5, warnings=[]) == {
         "found": 5, "new": 0, "duplicates": 4, "updated": 0}
     assert wr.link_known_records(wh, later, "uk-interventions", []) == 0
+
+
+# -- version content (migration 005) and the staged list encoding --------------------------------
+
+
+def test_every_version_content_is_kept_and_readable(wh):
+    original = by_pmid("9997")
+    wr.append_records(wh, _run(wh), "s", [original])
+    # version 1 is current: its content lives in `records`, the view shows it as JSON
+    (data,), = db.fetchall(wh, "SELECT data FROM record_version_content")
+    assert Record.from_dict(json.loads(data)) == original
+    assert db.fetchall(wh, "SELECT data FROM record_versions") == [(None,)]
+    corrected = dataclasses.replace(original, title=original.title + " [corrected]", authors=["Doe J"], mesh=[])
+    wr.append_records(wh, _run(wh), "s", [corrected])
+    rows = db.fetchall(wh, "SELECT version, data FROM record_version_content ORDER BY version")
+    assert [(v, Record.from_dict(json.loads(d))) for v, d in rows] == [(1, original), (2, corrected)]
+    assert [d is None for (d,) in db.fetchall(wh, "SELECT data FROM record_versions ORDER BY version")] == [False, True]
+
+
+@pytest.mark.parametrize("authors, mesh", [
+    (["Doe J", "Roe R"], []),
+    ([""], ["A\x1fB"]),          # [""] and an item holding the separator: sent as JSON arrays
+    (["", "Roe R"], ["", ""]),   # empty items survive the joined form
+])
+def test_list_fields_round_trip_whatever_their_content(wh, authors, mesh):
+    rec = dataclasses.replace(by_pmid("9997"), authors=authors, mesh=mesh, keywords=[])
+    wr.append_records(wh, _run(wh), "s", [rec])
+    assert db.fetchall(wh, "SELECT authors, mesh, keywords FROM records") == [(authors, mesh, [])]
+    assert wr.get_record(wh, db.fetchall(wh, "SELECT record_id FROM records")[0][0]) == rec
+    assert wr.append_records(wh, _run(wh), "s", [rec]) == AppendCounts(duplicates=1, unchanged=1)
+
+
+def test_upgrade_to_005_keeps_versions_written_before(tmp_path):
+    path = tmp_path / "old.duckdb"
+    db.migrate(path, up_to=4)
+    rec = by_pmid("9997")
+    with db.transaction(path) as con:  # a version-1 row as the pre-005 append wrote it (data filled)
+        con.execute("""INSERT INTO records (pmid, title, content_hash, version) VALUES (?, ?, ?, 1)""",
+                    [rec.pmid, rec.title, rec.content_hash()])
+        con.execute("""INSERT INTO record_versions (record_id, version, content_hash, data)
+                       SELECT record_id, 1, content_hash, ? FROM records""", [json.dumps(rec.to_dict())])
+    assert db.migrate(path) == [5]
+    (data,), = db.fetchall(path, "SELECT data FROM record_version_content")
+    assert Record.from_dict(json.loads(data)) == rec

@@ -155,3 +155,18 @@ def test_fast_tfidf_equals_sklearn_transform():
     stop = TfidfVectorizer(stop_words="english").fit(docs)
     assert not FastTfidf(stop).ok  # unsupported settings fall back to sklearn
     assert abs(FastTfidf(stop).transform(docs[:5]) - stop.transform(docs[:5])).max() == 0
+
+
+def test_platt_calibration_is_monotone_in_the_decision_value():
+    from support.ranking_db import fixture_records
+
+    df = fixture_records()
+    fields = RecordFields(df["title"].tolist(), df["abstract"].tolist())
+    X = RecordVectorizer().fit_transform(fields)
+    y = df["label_included"].to_numpy()
+    clf = RelevanceClassifier().fit(X, y).calibrate(X, y)
+    assert clf.platt_ is not None
+    d, p = clf.decision_function(X), clf.predict_proba(X)[:, 1]
+    order = np.argsort(d)
+    assert np.all(np.diff(p[order]) >= -1e-12)
+    assert 0 < p.mean() < 1
