@@ -42,15 +42,17 @@ def search_window(strategy: Strategy, window: Window, source: str, nightly_id: i
     try:
         result = search_pubmed.with_options(**retrying)(source, strategy.query, window)
     except Exception as exc:
-        close_search_run(run_id, "failed", 0, [], error=f"strategy {strategy.name}, window {window}: search failed: {exc}")
-        raise SearchFailed(f"strategy {strategy.name}, window {window}: search failed: {exc}") from exc
+        message = f"strategy {strategy.name}, window {window}: search failed: {exc}"
+        close_search_run(run_id, "failed", 0, [], error=message)
+        raise SearchFailed(message) from exc
     if needs_split(result.count):
         close_search_run(run_id, "split", result.count, result.warnings)
         first, second = window.halves()
         return search_window(strategy, first, source, nightly_id) + search_window(strategy, second, source, nightly_id)
 
     new = select_new_pmids(result.pmids)
-    link_known_records(run_id, strategy.name, [p for p in result.pmids if p not in set(new)])
+    new_set = set(new)  # built once: a window holds up to 10,000 PMIDs
+    link_known_records(run_id, strategy.name, [p for p in result.pmids if p not in new_set])
     batch_size = settings.fetch_batch_size
     counts = {"new": 0, "duplicates": 0, "updated": 0, "unchanged": 0}
     batch_no, retstart = 0, 0

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from warehouse.pooling import NO_DATA_MESSAGE
 
-NO_DATA_MESSAGE = "no outcome data entered yet: nothing is pooled"
+log = logging.getLogger(__name__)
 SUMMARY_FIELDS = ("analysis_id", "outcome", "analysis", "subgroup", "measure", "method", "test", "k", "estimate",
                   "ci_lb", "ci_ub", "pi_lb", "pi_ub", "pval", "tau2", "I2", "exp_estimate", "exp_ci_lb",
                   "exp_ci_ub", "exp_pi_lb", "exp_pi_ub", "q_between_p", "note", "conclusion_changed",
@@ -276,7 +276,8 @@ def refresh_pooled_effects_now(db_path=None, config=None, *, trigger: str = "man
 # "What's new" (Cochrane living-review style)
 
 
-def _fmt_effect(r: dict) -> str:
+def format_effect(r: dict) -> str:
+    """'OR 1.52 (1.10 to 2.10); PI ...' on the natural scale for ratio measures."""
     if r.get("estimate") is None:
         return "not estimable"
     if r.get("exp_estimate") is not None:
@@ -330,7 +331,7 @@ def whats_new_markdown(summary: dict[str, Any], review_title: str = "") -> str:
         p = "" if r.get("pval") is None else ("< 0.001" if r["pval"] < 0.001 else f"{r['pval']:.3f}")
         change = "; ".join(r.get("change_reasons") or []) or "none"
         flag = "**conclusion changed**: " if r["conclusion_changed"] and not first else ""
-        lines.append(f"| {r['outcome']} | {name} ({r['method']}) | {r['k']} | {_fmt_effect(r)} | {i2} | {p} | "
+        lines.append(f"| {r['outcome']} | {name} ({r['method']}) | {r['k']} | {format_effect(r)} | {i2} | {p} | "
                      f"{flag}{change} |")
     if summary.get("dropped"):
         lines += ["", "No longer estimable: " + ", ".join(d["analysis_id"] for d in summary["dropped"])]

@@ -141,15 +141,14 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
 
     audit_fraction = rc.audit_fraction
     prob_unscreened = {rid: float(probs[pos[rid]]) for rid in unscreened}
-    audit_pending = {rid: audit_key(recs[pos[rid]][1]) for rid in unscreened
-                     if audit_key(recs[pos[rid]][1]) < audit_fraction}
+    keys = {r[0]: audit_key(r[1]) for r in recs}  # a record is in the random audit sample iff its key < fraction
+    audit_pending = {rid: keys[rid] for rid in unscreened if keys[rid] < audit_fraction}
     rows = _interleave(prob_unscreened, audit_pending, audit_fraction)
 
     # audited records count as a random sample of what the ranking has not reached: those it has
     # passed (scored at or above the head of the queue) are left out (models/recall.py)
     head = max((p for rid, p in prob_unscreened.items() if rid not in audit_pending), default=float("-inf"))
-    audited_done = [rid for rid in labelled if audit_key(recs[pos[rid]][1]) < audit_fraction
-                    and float(probs[pos[rid]]) < head]
+    audited_done = [rid for rid in labelled if keys[rid] < audit_fraction and float(probs[pos[rid]]) < head]
     estimate = estimate_recall(found=n_inc, audited=len(audited_done),
                                audit_hits=sum(labelled[r] for r in audited_done), screened=len(labelled),
                                unscreened=len(unscreened), target=rc.recall_target, confidence=rc.confidence).to_dict()

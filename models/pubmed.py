@@ -247,24 +247,10 @@ def _history(pubmed_data: etree._Element | None) -> dict[str, str]:
     return dates
 
 
-def _mesh(citation: etree._Element) -> tuple[list[str], list[dict]]:
+def _mesh(container: etree._Element) -> tuple[list[str], list[dict]]:
     names: list[str] = []
     detail: list[dict] = []
-    for heading in citation.iterfind("MeshHeadingList/MeshHeading"):
-        descriptor = heading.find("DescriptorName")
-        if descriptor is None:
-            continue
-        name = flatten(descriptor)
-        names.append(name)
-        detail.append({
-            "descriptor": name,
-            "ui": descriptor.get("UI"),
-            "major": descriptor.get("MajorTopicYN") == "Y",
-            "qualifiers": [
-                {"name": flatten(q), "ui": q.get("UI"), "major": q.get("MajorTopicYN") == "Y"}
-                for q in heading.iterfind("QualifierName")
-            ],
-        })
+    _mesh_headings([child for child in container if child.tag == "MeshHeadingList"], names, detail)
     return names, detail
 
 

@@ -35,15 +35,10 @@ def is_transient(task, task_run, state) -> bool:
 
 @lru_cache(maxsize=4)
 def _source(name: str, location: str):
-    from living_review.sources.entrez import EntrezSource
-    from living_review.sources.snapshot import SnapshotSource
+    """`location` (snapshot folder or E-utilities URL) keys the cache; get_source reads the same settings."""
+    from living_review.sources import get_source
 
-    settings = get_settings()
-    if name == "entrez":
-        return EntrezSource.from_settings(settings)
-    if name == "snapshot":
-        return SnapshotSource(location)
-    raise ValueError(f"unknown source {name!r}: use 'entrez' or 'snapshot'")
+    return get_source(name)
 
 
 def open_source(name: str):

@@ -128,24 +128,19 @@ def parse_outcome_rows(rows: Iterable[dict], config, known_studies: Iterable[str
                 if _blank(v):
                     errs.append(RowError(rowno, f, f"required for {oc.kind} outcome {oname!r}"))
                     continue
-                if f.startswith(("events", "n_")):
-                    try:
-                        values[f] = _parse_int(v)
-                    except ValueError:
-                        errs.append(RowError(rowno, f, f"must be a whole number, got {str(v).strip()!r}"))
-                        continue
-                    if f.startswith("n_") and values[f] <= 0:
-                        errs.append(RowError(rowno, f, f"must be > 0, got {values[f]}"))
-                    if f.startswith("events") and values[f] < 0:
-                        errs.append(RowError(rowno, f, f"must be >= 0, got {values[f]}"))
-                else:
-                    try:
-                        values[f] = _parse_float(v)
-                    except ValueError:
-                        errs.append(RowError(rowno, f, f"must be a number, got {str(v).strip()!r}"))
-                        continue
-                    if f.startswith("sd") and values[f] <= 0:
-                        errs.append(RowError(rowno, f, f"must be > 0, got {values[f]:g}"))
+                is_count = f.startswith(("events", "n_"))
+                try:
+                    values[f] = _parse_int(v) if is_count else _parse_float(v)
+                except ValueError:
+                    kind = "a whole number" if is_count else "a number"
+                    errs.append(RowError(rowno, f, f"must be {kind}, got {str(v).strip()!r}"))
+                    continue
+                if f.startswith("n_") and values[f] <= 0:
+                    errs.append(RowError(rowno, f, f"must be > 0, got {values[f]}"))
+                if f.startswith("events") and values[f] < 0:
+                    errs.append(RowError(rowno, f, f"must be >= 0, got {values[f]}"))
+                if f.startswith("sd") and values[f] <= 0:
+                    errs.append(RowError(rowno, f, f"must be > 0, got {values[f]:g}"))
             if oc.kind == "binary":
                 for ev, n in (("events_int", "n_int"), ("events_ctl", "n_ctl")):
                     if isinstance(values.get(ev), int) and isinstance(values.get(n), int) and values[n] > 0 \
@@ -225,10 +220,14 @@ def known_study_ids(con) -> set[str]:
     return {r[0] for r in con.execute("SELECT study_id FROM studies").fetchall()}
 
 
-def list_studies(con) -> list[dict]:
-    cur = con.execute("SELECT * FROM studies ORDER BY study_id")
+def rows_as_dicts(cur) -> list[dict]:
+    """An executed cursor's rows as {column: value} dicts."""
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def list_studies(con) -> list[dict]:
+    return rows_as_dicts(con.execute("SELECT * FROM studies ORDER BY study_id"))
 
 
 _CURRENT_SQL = """
@@ -240,11 +239,20 @@ SELECT * EXCLUDE (rn) FROM ranked WHERE rn = 1 AND NOT retracted
 """
 
 
+# the current entries of included studies, joined with their study attributes
+_INCLUDED_CURRENT = f"""FROM ({_CURRENT_SQL}) o JOIN studies s USING (study_id)
+        WHERE s.included
+        ORDER BY o.outcome, o.study_id"""
+
+
 def current_entries(con) -> dict[tuple[str, str], dict]:
     """The current (latest, not retracted) outcome entry of every (study_id, outcome)."""
-    cur = con.execute(_CURRENT_SQL)
-    cols = [d[0] for d in cur.description]
-    return {(r["study_id"], r["outcome"]): r for r in (dict(zip(cols, row)) for row in cur.fetchall())}
+    return {(r["study_id"], r["outcome"]): r for r in rows_as_dicts(con.execute(_CURRENT_SQL))}
+
+
+def current_entry_count(con) -> int:
+    """How many (study_id, outcome) pairs have a current entry."""
+    return int(con.execute(f"SELECT count(*) FROM ({_CURRENT_SQL})").fetchall()[0][0])
 
 
 def current_evidence(con):
@@ -254,31 +262,23 @@ def current_evidence(con):
                o.mean_int, o.sd_int, o.mean_ctl, o.sd_ctl, o.entered_by, o.entered_at, o.source,
                s.label, s.intervention, s.comparator, s.population, s.risk_group, s.country,
                s.attachment_measure, s.age_months, s.follow_up_months, s.pmid, s.record_id
-        FROM ({_CURRENT_SQL}) o JOIN studies s USING (study_id)
-        WHERE s.included
-        ORDER BY o.outcome, o.study_id
+        {_INCLUDED_CURRENT}
     """).df()
 
 
 def current_evidence_rows(con) -> list[dict]:
     """`current_evidence` as plain dicts (None for missing values), the form models.living takes."""
-    cur = con.execute(f"""
+    return rows_as_dicts(con.execute(f"""
         SELECT o.entry_id, o.study_id, o.outcome, o.kind, o.events_int, o.n_int, o.events_ctl, o.n_ctl,
                o.mean_int, o.sd_int, o.mean_ctl, o.sd_ctl,
                s.label, s.intervention, s.risk_group, s.attachment_measure, s.follow_up_months
-        FROM ({_CURRENT_SQL}) o JOIN studies s USING (study_id)
-        WHERE s.included
-        ORDER BY o.outcome, o.study_id
-    """)
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+        {_INCLUDED_CURRENT}
+    """))
 
 
 def outcome_history(con, study_id: str, outcome: str) -> list[dict]:
-    cur = con.execute("SELECT * FROM outcome_data WHERE study_id = ? AND outcome = ? ORDER BY entry_id",
-                      [study_id, outcome])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return rows_as_dicts(con.execute(
+        "SELECT * FROM outcome_data WHERE study_id = ? AND outcome = ? ORDER BY entry_id", [study_id, outcome]))
 
 
 # ---------------------------------------------------------------------------------------------

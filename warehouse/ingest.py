@@ -199,7 +199,7 @@ def parse_chunk(piece: Piece, label: str = "") -> PreparedBatch:
     """
     from models.pubmed import PubmedParseError, iter_pubmed
 
-    data = stripped_piece(piece)  # on stripped bytes (see ingest_files) only a scan finding nothing
+    data = stripped_piece(piece)
     # The batch's records and their parts are all alive until it is prepared: a cyclic GC pass
     # would only walk them again and again (no cycles are made here; refcounting frees the rest).
     gc_was_enabled = gc.isenabled()
@@ -226,6 +226,7 @@ def ingest_files(
 
     `workers=0` parses in this process (no pool); default: one worker per spare core, at least one.
     """
+    global _buffer
     if workers is None:
         workers = max(1, (os.cpu_count() or 2) - 1)
     result = IngestResult()
@@ -240,8 +241,6 @@ def ingest_files(
 
     chunks = ((piece, f"{path}, batch {k + 1} of {batch_size} articles")
               for path in paths for k, piece in enumerate(iter_pieces(path, batch_size)))
-
-    global _buffer
     try:
         if workers == 0:
             for chunk in chunks:
@@ -250,10 +249,8 @@ def ingest_files(
             ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads/DuckDB
             with ctx.Pool(workers) as pool:
                 pending: deque = deque()
-                for piece, label in chunks:
-                    # This process reads and strips each piece itself: it has time to spare while
-                    # a parser works, and the parser (the slower side) gets 70% fewer bytes.
-                    pending.append(pool.apply_async(parse_chunk, (stripped_piece(piece) if os.environ.get("AB") else piece, label)))
+                for chunk in chunks:
+                    pending.append(pool.apply_async(parse_chunk, chunk))
                     if len(pending) == 1 and not result.batches:
                         import pandas  # noqa: F401  (the append needs it: import it while the parsers start)
                     if len(pending) > 2 * workers:  # bounded read-ahead: memory stays flat in file size

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from warehouse.evidence import current_entry_count, rows_as_dicts
+
 RESULT_COLUMNS = (
     "evidence_version", "analysis_id", "outcome", "analysis", "subgroup_var", "subgroup", "measure", "method",
     "test", "level", "k", "estimate", "se", "stat", "df", "ci_lb", "ci_ub", "pi_lb", "pi_ub", "pval", "tau2",
@@ -97,17 +99,13 @@ def history(con, analysis_id: str, subgroup: str = "") -> list[dict]:
         "SELECT p.evidence_version, v.created_at, p.k, p.estimate, p.ci_lb, p.ci_ub, p.pi_lb, p.pi_ub, p.measure "
         "FROM pooled_results p JOIN evidence_versions v ON v.version = p.evidence_version "
         "WHERE p.analysis_id = ? AND p.subgroup = ? ORDER BY p.evidence_version", [analysis_id, subgroup])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return rows_as_dicts(cur)
 
 
 def pooling_status(con) -> dict[str, Any]:
     """For `living-review status`: how much evidence there is and what the last refresh said."""
     n_studies = con.execute("SELECT count(*) FROM studies WHERE included").fetchall()[0][0]
-    n_entries = con.execute("""
-        WITH ranked AS (SELECT retracted, row_number() OVER (PARTITION BY study_id, outcome ORDER BY entry_id DESC) rn
-                        FROM outcome_data)
-        SELECT count(*) FROM ranked WHERE rn = 1 AND NOT retracted""").fetchall()[0][0]
+    n_entries = current_entry_count(con)
     latest = latest_version(con, full=False)
     status: dict[str, Any] = {"studies": int(n_studies), "outcome_entries": int(n_entries),
                               "evidence_version": None, "last_refresh": None, "analyses": 0,

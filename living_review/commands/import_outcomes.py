@@ -55,6 +55,19 @@ def read_csv(path) -> tuple[list[str], list[dict]]:
     return header, rows
 
 
+def _header_errors(path, header: list[str], required: tuple[str, ...], columns: tuple[str, ...],
+                   extra: tuple[str, ...] = ()) -> list[str]:
+    """Line-1 errors: required columns missing, columns neither known nor in `extra`."""
+    missing = [c for c in required if c not in header]
+    unknown = [c for c in header if c and c not in columns and c not in extra]
+    errors = []
+    if missing:
+        errors.append(f"{path}: line 1: missing column(s) {', '.join(missing)}; expected {','.join(columns)}")
+    if unknown:
+        errors.append(f"{path}: line 1: unknown column(s) {', '.join(unknown)}; expected {','.join(columns)}")
+    return errors
+
+
 def import_files(outcomes_path, studies_path=None, *, db_path=None, config=None, entered_by=None) -> dict:
     """Validate both files completely, then import in one transaction. Returns counts, or raises
     ImportRejected with every error."""
@@ -72,22 +85,12 @@ def import_files(outcomes_path, studies_path=None, *, db_path=None, config=None,
     entered_by = entered_by or os.environ.get("USER") or "import"
     errors: list[str] = []
     o_header, o_rows = read_csv(outcomes_path)
-    missing = [c for c in ("study_id", "outcome") if c not in o_header]
-    unknown = [c for c in o_header if c and c not in OUTCOME_COLUMNS and c != "note"]
-    if missing:
-        errors.append(f"{outcomes_path}: line 1: missing column(s) {', '.join(missing)}; expected {','.join(OUTCOME_COLUMNS)}")
-    if unknown:
-        errors.append(f"{outcomes_path}: line 1: unknown column(s) {', '.join(unknown)}; expected {','.join(OUTCOME_COLUMNS)}")
+    errors += _header_errors(outcomes_path, o_header, ("study_id", "outcome"), OUTCOME_COLUMNS, extra=("note",))
     studies: list[dict] = []
     listed_studies: set[str] = set()  # ids in the studies file, valid or not (their errors are listed there)
     if studies_path:
         s_header, s_rows = read_csv(studies_path)
-        s_missing = [c for c in ("study_id", "label", "intervention") if c not in s_header]
-        s_unknown = [c for c in s_header if c and c not in STUDY_COLUMNS]
-        if s_missing:
-            errors.append(f"{studies_path}: line 1: missing column(s) {', '.join(s_missing)}; expected {','.join(STUDY_COLUMNS)}")
-        if s_unknown:
-            errors.append(f"{studies_path}: line 1: unknown column(s) {', '.join(s_unknown)}; expected {','.join(STUDY_COLUMNS)}")
+        errors += _header_errors(studies_path, s_header, ("study_id", "label", "intervention"), STUDY_COLUMNS)
         studies, s_errors = parse_study_rows(s_rows, config, first_row=2)
         listed_studies = {str(r.get("study_id") or "").strip() for r in s_rows} - {""}
         errors += [f"{studies_path}: line {e.row}, {e.field}: {e.message}" for e in s_errors]

@@ -16,7 +16,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from living_review.cli import CommandError
     from living_review.config import ConfigError
-    from living_review.pooling import whats_new_markdown
+    from living_review.pooling import format_effect, whats_new_markdown
     from models.living import PlanError
 
     try:
@@ -39,10 +39,6 @@ def run(args) -> int:
         for r in summary.get("primary", []):
             if r.get("estimate") is None:
                 continue
-            if r.get("exp_estimate") is not None:
-                eff = f"{r['measure']} {r['exp_estimate']:.2f} ({r['exp_ci_lb']:.2f} to {r['exp_ci_ub']:.2f})"
-            else:
-                eff = f"{r['measure']} {r['estimate']:.2f} ({r['ci_lb']:.2f} to {r['ci_ub']:.2f})"
             flag = "  [conclusion changed]" if r.get("conclusion_changed") and summary.get("previous_version") else ""
-            print(f"  {r['analysis_id']}: k = {r['k']}, {eff}{flag}")
+            print(f"  {r['analysis_id']}: k = {r['k']}, {format_effect(r)}{flag}")  # no PI in the compact summary
     return 0

@@ -13,25 +13,23 @@ def register(sub) -> None:
 
 def collect_status() -> dict:
     from living_review.settings import get_settings
+    from warehouse.status import status_summary
 
     settings = get_settings()
-    if not settings.db_path.exists():
-        return {"records": 0, "search_runs": 0, "last_run": None, "decisions": 0,
-                "warehouse": str(settings.db_path), "message": "no warehouse yet: run `living-review nightly`"}
+    if not settings.db_path.exists():  # reported as empty, without creating the file
+        status = status_summary(settings.db_path)
+        status.update(warehouse=str(settings.db_path), message="no warehouse yet: run `living-review nightly`")
+        return status
     from warehouse.db import connect, migrate
-    from warehouse.status import status_summary
+    from warehouse.pooling import pooling_status
+    from warehouse.ranking import ranking_status
 
     migrate(settings.db_path)
     status = status_summary(settings.db_path)
     status["warehouse"] = str(settings.db_path)
     with connect(settings.db_path) as con:
-        for key, module, fn in (("ranking", "warehouse.ranking", "ranking_status"),
-                                ("pooling", "warehouse.pooling", "pooling_status")):
-            try:
-                mod = __import__(module, fromlist=[fn])
-            except ModuleNotFoundError:
-                continue
-            status[key] = getattr(mod, fn)(con)
+        status["ranking"] = ranking_status(con)
+        status["pooling"] = pooling_status(con)
     return status
 
 

@@ -17,7 +17,7 @@ def run(args) -> int:
     from living_review.web.app import create_app
 
     settings = get_settings()
-    app = create_app()
+    app = create_app(settings)
     print(f"living-review workspace on http://{args.host}:{args.port}/  (warehouse {settings.db_path})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

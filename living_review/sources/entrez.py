@@ -29,6 +29,7 @@ from urllib.error import HTTPError, URLError
 
 from lxml import etree
 
+from living_review.settings import NCBI_EUTILS_URL  # Bio.Entrez's hard-coded base, re-routed per call
 from living_review.sources.base import (
     MAX_IDS_PER_SEARCH,
     BatchError,
@@ -43,7 +44,6 @@ from models.records import Record
 
 log = logging.getLogger(__name__)
 
-NCBI_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 TOOL = "living-review"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -291,9 +291,6 @@ class EntrezSource:
 
     def _parse_search(self, what: str, body: bytes) -> SearchResult:
         root = _xml(body, what, self.scrub)
-        errors = [_flat(e) for e in root.iter("ERROR")]
-        if errors:
-            raise SourceError(f"{what}: PubMed error: {self.scrub('; '.join(errors))}")
         if root.tag != "eSearchResult":
             raise SourceError(f"{what}: expected <eSearchResult>, got <{root.tag}>")
         warnings: list[str] = []
@@ -322,9 +319,6 @@ class EntrezSource:
         what = f"epost of {len(pmids)} ids"
         body = self._call(what, "epost", db="pubmed", id=",".join(str(p) for p in pmids))
         root = _xml(body, what, self.scrub)
-        errors = [_flat(e) for e in root.iter("ERROR")]
-        if errors:
-            raise SourceError(f"{what}: PubMed error: {self.scrub('; '.join(errors))}")
         webenv, query_key = _flat(root.find("WebEnv")), _flat(root.find("QueryKey"))
         if not webenv or not query_key:
             raise SourceError(f"{what}: ePostResult without WebEnv/QueryKey")
@@ -350,11 +344,16 @@ class EntrezSource:
 
 
 def _xml(body: bytes, what: str, scrub: Callable[[str], str]) -> etree._Element:
+    """An esearch/epost reply's root; malformed XML or an <ERROR> element inside a 200 reply fails."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
-        return etree.fromstring(body, parser)
+        root = etree.fromstring(body, parser)
     except etree.XMLSyntaxError as exc:
         raise SourceError(f"{what}: malformed XML from E-utilities: {scrub(str(exc))}") from None
+    errors = [_flat(e) for e in root.iter("ERROR")]
+    if errors:
+        raise SourceError(f"{what}: PubMed error: {scrub('; '.join(errors))}")
+    return root
 
 
 def _flat(el) -> str:

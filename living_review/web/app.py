@@ -37,7 +37,7 @@ from living_review.web.prisma_svg import prisma_svg
 from living_review.web.journal import DecisionJournal
 from living_review.web.lockturns import LockTurns
 from living_review.web.render import abstract_sections, highlight, study_label, study_slug
-from warehouse import screening, workspace
+from warehouse import evidence, screening, workspace
 from warehouse.db import connect, migrate, transaction
 
 log = logging.getLogger("living_review.web")
@@ -503,26 +503,27 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         return sorted(r for r, d in screening.settled_decisions(con, "full_text", rpr).items() if d == "include")
 
     def _study_for_record(con, record_id: int) -> dict | None:
-        cur = con.execute("SELECT * FROM studies WHERE record_id = ? ORDER BY created_at LIMIT 1", [record_id])
-        cols = [d[0] for d in cur.description]
-        rows = cur.fetchall()
-        return dict(zip(cols, rows[0])) if rows else None
+        rows = evidence.rows_as_dicts(
+            con.execute("SELECT * FROM studies WHERE record_id = ? ORDER BY created_at LIMIT 1", [record_id]))
+        return rows[0] if rows else None
 
-    def _current_outcomes(con, study_id: str | None) -> dict[str, dict]:
+    def _current_outcomes(con, study_id: str | None, entries: dict | None = None) -> dict[str, dict]:
+        """The study's current outcome entries; `entries` = `evidence.current_entries(con)` if already read."""
         if not study_id:
             return {}
-        from warehouse import evidence
-
-        return {o: row for (sid, o), row in evidence.current_entries(con).items() if sid == study_id}
+        if entries is None:
+            entries = evidence.current_entries(con)
+        return {o: row for (sid, o), row in entries.items() if sid == study_id}
 
     @app.get("/extract")
     def extract_list(request: Request):
         def build(con, user):
+            entries = evidence.current_entries(con)  # once, not once per study
             items = []
             for rid in _included_at_full_text(con):
                 rec = workspace.get_record(con, rid)
                 study = _study_for_record(con, rid)
-                outcomes = _current_outcomes(con, study["study_id"]) if study else {}
+                outcomes = _current_outcomes(con, study["study_id"], entries) if study else {}
                 items.append({"record": rec, "study": study, "n_outcomes": len(outcomes)})
             return {"items": items}
 
@@ -530,9 +531,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         return redirect or render(request, "extract_list.html", ctx)
 
     def _form_fields() -> dict[str, list[str]]:
-        from warehouse.evidence import BINARY_REQUIRED, CONTINUOUS_REQUIRED
-
-        return {o.name: list(BINARY_REQUIRED if o.kind == "binary" else CONTINUOUS_REQUIRED) for o in config.outcomes}
+        return {o.name: list(evidence.BINARY_REQUIRED if o.kind == "binary" else evidence.CONTINUOUS_REQUIRED)
+                for o in config.outcomes}
 
     def _extract_ctx(con, user, record_id: int, values: dict | None = None, errors: dict | None = None) -> dict:
         rec = workspace.get_record(con, record_id)
@@ -544,14 +544,12 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         if values is None:
             values = {}
             if study:
-                for f in ("study_id", "label", "intervention", "comparator", "population", "risk_group", "country",
-                          "attachment_measure", "age_months", "follow_up_months"):
+                for f in (c for c in evidence.STUDY_COLUMNS if c != "pmid"):
                     v = study.get(f)
                     values[f"study.{f}"] = "" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
                 for oname, row in _current_outcomes(con, study["study_id"]).items():
                     for f, v in row.items():
-                        if v is not None and f in ("events_int", "n_int", "events_ctl", "n_ctl", "mean_int", "sd_int",
-                                                   "mean_ctl", "sd_ctl"):
+                        if v is not None and f in evidence.VALUE_FIELDS:
                             values[f"{oname}.{f}"] = f"{v:g}" if isinstance(v, float) else str(v)
             else:
                 values["study.study_id"] = study_slug(rec["authors"], rec["year"], f"record-{record_id}")
@@ -574,8 +572,6 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
 
     @app.post("/extract/{record_id}")
     async def extract_save(request: Request, record_id: str):
-        from warehouse import evidence
-
         rid = _int(record_id, "record id", minimum=1)
         form = await request.form()
         check_csrf(request, form)

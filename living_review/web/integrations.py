@@ -34,45 +34,13 @@ def _call(module: str, fn: str, *args, **kwargs) -> tuple[bool, Any]:
 
 def ranking_scores(con) -> tuple[dict[int, float] | None, str | None]:
     """({record_id: score}, model_version) from warehouse.ranking.latest_scores, or (None, None)."""
-    ok, res = _call("warehouse.ranking", "latest_scores", con)
+    ok, res = _call("warehouse.ranking", "latest_scores", con)  # {record_id: (score, model_version)}
     if not ok or res is None:
         return None, None
-    scores: dict[int, float] = {}
-    version = None
-    try:
-        if hasattr(res, "to_dict") and hasattr(res, "columns"):  # DataFrame
-            cols = list(res.columns)
-            score_col = "score" if "score" in cols else next(c for c in cols if c != "record_id")
-            for rid, sc in zip(res["record_id"].tolist(), res[score_col].tolist()):
-                scores[int(rid)] = float(sc)
-            if "model_version" in cols and len(res):
-                version = str(res["model_version"].iloc[0])
-        elif isinstance(res, dict):
-            if "scores" in res and isinstance(res["scores"], dict):
-                version = res.get("model_version")
-                res = res["scores"]
-            for k, v in res.items():
-                if isinstance(v, (tuple, list)):  # (score, model_version)
-                    scores[int(k)] = float(v[0])
-                    if len(v) > 1 and version is None:
-                        version = v[1]
-                else:
-                    scores[int(k)] = float(v)
-        else:  # iterable of rows
-            for row in res:
-                if isinstance(row, dict):
-                    scores[int(row["record_id"])] = float(row["score"])
-                    version = version or row.get("model_version")
-                else:
-                    scores[int(row[0])] = float(row[1])
-                    if len(row) > 2 and version is None:
-                        version = row[2]
-    except Exception:  # noqa: BLE001
-        log.exception("could not read ranking scores")
-        return None, None
+    scores = {int(rid): float(score) for rid, (score, _) in res.items()}
+    version = next((v for _, v in res.values() if v is not None), None)
     if version is None:
-        ok, v = _call("warehouse.ranking", "latest_model_version", con)
-        version = v if ok else None
+        version = model_version(con)
     return scores or None, (str(version) if version is not None else None)
 
 
@@ -84,11 +52,7 @@ def model_version(con) -> str | None:
 
 def recall_estimate(con) -> dict | None:
     ok, res = _call("warehouse.ranking", "latest_recall_estimate", con)
-    if not ok or res is None:
-        return None
-    if not isinstance(res, dict):
-        res = getattr(res, "__dict__", None) or {"value": res}
-    return res
+    return res if ok else None
 
 
 def pooled_results(con) -> list[dict] | None:

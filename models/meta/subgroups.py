@@ -33,6 +33,18 @@ def factor_dummies(groups, levels, name: str):
     return M, [f"factor({name}){lev}" for lev in levels[1:]]
 
 
+def _with_levels(yi, vi, groups):
+    """Inputs as arrays, the rows with data, and their levels; at least two levels are needed."""
+    groups = list(groups)
+    y = np.asarray(yi, dtype=float)
+    v = np.asarray(vi, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(v)
+    levels = sorted_levels([g for g, keep in zip(groups, ok) if keep])
+    if len(levels) < 2:
+        raise ValueError("subgroup analysis needs at least two levels with data")
+    return groups, y, v, ok, levels
+
+
 @dataclass
 class CommonTau2Subgroups:
     fit: RMAResult
@@ -44,13 +56,7 @@ class CommonTau2Subgroups:
 def subgroup_common(yi, vi, groups, method="REML", test="z", level=95, name="group",
                     control=None) -> CommonTau2Subgroups:
     """Levels as a factor moderator (shared τ², QM = test of subgroup differences)."""
-    groups = list(groups)
-    y = np.asarray(yi, dtype=float)
-    v = np.asarray(vi, dtype=float)
-    ok = np.isfinite(y) & np.isfinite(v)
-    levels = sorted_levels([g for g, keep in zip(groups, ok) if keep])
-    if len(levels) < 2:
-        raise ValueError("subgroup analysis needs at least two levels with data")
+    groups, y, v, _, levels = _with_levels(yi, vi, groups)
     M, names = factor_dummies(groups, levels, name)
     fit = rma(y, v, method=method, test=test, mods=M, level=level, coef_names=["intrcpt"] + names, control=control)
     used = [groups[r] for r in fit.rows]
@@ -71,13 +77,7 @@ class SeparateTau2Subgroups:
 def subgroup_separate(yi, vi, groups, method="REML", test="z", level=95, name="group",
                       control=None) -> SeparateTau2Subgroups:
     """A separate random-effects model per level; Q_between from an EE meta-regression of their estimates."""
-    groups = list(groups)
-    y = np.asarray(yi, dtype=float)
-    v = np.asarray(vi, dtype=float)
-    ok = np.isfinite(y) & np.isfinite(v)
-    levels = sorted_levels([g for g, keep in zip(groups, ok) if keep])
-    if len(levels) < 2:
-        raise ValueError("subgroup analysis needs at least two levels with data")
+    groups, y, v, ok, levels = _with_levels(yi, vi, groups)
     fits = {}
     for lev in levels:
         mask = np.array([g == lev for g in groups]) & ok

@@ -41,12 +41,8 @@ class SimulationParams:
     batch_fraction: float = 0.02    # afterwards refit after ceil(fraction × screened) records
     audit_fraction: float = 0.0     # random audit share of each query (0 in benchmarks, like ASReview)
     knn_weight: float = 0.3         # blend in the highest cosine similarity to a known include
-    pseudo_negatives: int = 0       # random unscreened records added as weak excludes (BMI-style)
-    pseudo_weight: float = 0.3      # their weight relative to a real exclude
-    dry_window: int = 0             # after this many text records without an include, alternate with naive Bayes
-    explore_fraction: float = 0.0   # random share of each query once `explore_after` records found nothing
-    explore_after: int = 50
-    # pseudo_negatives and dry_window are off: measured on 8 Cohen sets they did not help (RESULTS-screening.md)
+    # tried and dropped (no gain on 8 Cohen sets, benchmarks/RESULTS-screening.md): pseudo-negatives,
+    # naive Bayes in dry spells, random exploration of a dry tail
     vectorizer: dict = field(default_factory=dict)
     classifier: dict = field(default_factory=dict)
 
@@ -80,7 +76,6 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
     if len(set(priors)) != len(priors) or any(not 0 <= i < n for i in priors):
         raise SimulationError("prior records must be distinct rows of the dataset")
     rng = np.random.default_rng(seed + 1_000_003)
-    rng_pseudo = np.random.default_rng(seed + 2_000_003)
     fields = RecordFields(titles, abstracts, mesh, publication_types)
     X = RecordVectorizer(**params.vectorizer).fit_transform(fields)
     no_text = ~fields.has_text()
@@ -95,17 +90,23 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
     found = sum(revealed.values())
     n_fits = 0
     scores = np.zeros(n)
+
+    def screen(i: int, audit: bool) -> None:
+        """Screen one record: only now is its label revealed."""
+        nonlocal found
+        screened[i] = True
+        order.append(i)
+        audit_flags.append(audit)
+        revealed[i] = int(truth[i])
+        found += revealed[i]
+
     # without both classes there is nothing to learn: a random order until there is
     while not screened.all():
         if found >= total_includes and n_fits:
             break  # every include found: the rest follows in ranked order
         if no_text.any() and empties_due(order, revealed, no_text, screened, found, n, params.empty_window):
             for i in np.flatnonzero(no_text & ~screened).tolist():
-                screened[i] = True
-                order.append(i)
-                audit_flags.append(False)
-                revealed[i] = int(truth[i])
-                found += revealed[i]
+                screen(i, False)
             continue
         candidates = np.flatnonzero(~screened & ~no_text)
         if not len(candidates):
@@ -113,26 +114,16 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
         train = [i for i in order if not no_text[i]]
         ys = np.array([revealed[i] for i in train])
         if 0 < ys.sum() < len(ys):
-            dry = params.dry_window and len(train) > params.dry_window and not ys[-params.dry_window:].any()
-            use_nb = bool(dry) and (n_fits % 2 == 1)
-            scores = fit_and_score(X, train, ys, candidates, params, seed, rng_pseudo, use_nb)
+            scores = fit_and_score(X, train, ys, params, seed)
             n_fits += 1
             n_screened = len(order)
             batch = 1 if n_screened < params.every_step_until else int(np.ceil(params.batch_fraction * n_screened))
         else:
             scores = rng.random(n)
             batch = 1
-        q = query
-        if params.explore_fraction > 0 and len(train) > params.explore_after and \
-                not ys[-params.explore_after:].any():
-            q = MaxWithAudit(max(params.audit_fraction, params.explore_fraction))  # exploring a dry tail
-        chosen, is_audit = q.select(scores, candidates, batch, rng)
+        chosen, is_audit = query.select(scores, candidates, batch, rng)
         for i, a in zip(chosen.tolist(), is_audit.tolist()):
-            screened[i] = True
-            order.append(i)
-            audit_flags.append(a)
-            revealed[i] = int(truth[i])
-            found += revealed[i]
+            screen(i, a)
     rest = np.flatnonzero(~screened)
     if len(rest):
         rest = rest[np.argsort(-scores[rest], kind="stable")]
@@ -162,30 +153,10 @@ def _z(v: np.ndarray) -> np.ndarray:
     return (v - v.mean()) / sd if sd > 0 else v * 0.0
 
 
-def fit_and_score(X, train, ys, candidates, params: SimulationParams, seed: int, rng, use_nb: bool = False) -> np.ndarray:
-    """Fit on the screened records (plus optional pseudo-negatives) and score every record."""
-    from models.ranking.balance import BalancedWeights
-
-    if use_nb:  # a second opinion in dry spells: a differently biased model finds other includes
-        from sklearn.naive_bayes import MultinomialNB
-
-        nb = MultinomialNB(alpha=3.822).fit(X[train], ys, sample_weight=BalancedWeights(1.2).compute_sample_weight(ys))
-        lp = nb.predict_log_proba(X)
-        return lp[:, 1] - lp[:, 0]
-
-    Xt, yt = X[train], ys
+def fit_and_score(X, train, ys, params: SimulationParams, seed: int) -> np.ndarray:
+    """Fit on the screened records and score every record."""
     clf = RelevanceClassifier(random_state=seed, **params.classifier)
-    if params.pseudo_negatives and len(candidates):
-        from scipy import sparse
-
-        k = min(params.pseudo_negatives, len(candidates))
-        extra = rng.choice(candidates, k, replace=False)
-        w = BalancedWeights(clf.balance_ratio).compute_sample_weight(yt)
-        w_extra = np.full(k, params.pseudo_weight * w[yt == 0].mean())
-        clf.fit(sparse.vstack([Xt, X[extra]]).tocsr(), np.concatenate([yt, np.zeros(k, int)]),
-                sample_weight=np.concatenate([w, w_extra]))
-    else:
-        clf.fit(Xt, yt)
+    clf.fit(X[train], ys)
     scores = clf.decision_function(X)
     if params.knn_weight > 0:
         inc = np.asarray(train)[ys == 1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +16,7 @@ def load_cases(name: str) -> tuple:
 
 @lru_cache(maxsize=None)
 def load_table(dataset: str) -> dict:
-    with open(META_FIXTURES / f"{dataset}.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return {key: [row[key] for row in rows] for key in rows[0]}
+    """Read with the command's own reader, so the tests take the path `validate-meta` takes."""
+    from living_review.commands.validate_meta import read_table
+
+    return read_table(META_FIXTURES / f"{dataset}.csv")

@@ -61,6 +61,17 @@ def test_every_error_is_listed_with_row_and_field(config):
     assert str(errors[0]).startswith("row 3, study_id:")
 
 
+def test_value_errors_say_what_was_expected(config):
+    rows = [dict(GOOD, events_int="-1", n_ctl="4.5"),
+            {"study_id": "synthetic-a", "outcome": "sensitivity", "mean_int": "five", "sd_int": "-0.5", "n_int": "10",
+             "mean_ctl": "1", "sd_ctl": "1", "n_ctl": "10"}]
+    msgs = {(e.row, e.field): e.message for e in validate_outcome_rows(rows, config, {"synthetic-a"})}
+    assert msgs == {(2, "events_int"): "must be >= 0, got -1",
+                    (2, "n_ctl"): "must be a whole number, got '4.5'",
+                    (3, "mean_int"): "must be a number, got 'five'",
+                    (3, "sd_int"): "must be > 0, got -0.5"}
+
+
 def test_valid_rows_are_typed(config):
     parsed, errors = parse_outcome_rows([dict(GOOD, n_ctl="41.0")], config, {"synthetic-a"})
     assert errors == []
