@@ -87,15 +87,16 @@ WITH ranked AS (
 )
 SELECT record_id, reviewer, decision, reason, decision_id, created_at
 FROM ranked WHERE rn = 1 AND decision <> 'retract'
-ORDER BY record_id, reviewer
+{order}
 """
+_BY_RECORD = "ORDER BY record_id, reviewer"
 
 _RESOLUTION_SQL = """
 WITH ranked AS (
     SELECT record_id, reviewer, decision, reason, decision_id, created_at,
            row_number() OVER (PARTITION BY record_id ORDER BY decision_id DESC) AS rn
     FROM screening_decisions
-    WHERE stage = ? AND is_resolution {extra}
+    WHERE stage = ? AND is_resolution
 )
 SELECT record_id, reviewer, decision, reason, decision_id, created_at
 FROM ranked WHERE rn = 1 AND decision <> 'retract'
@@ -110,7 +111,7 @@ def current_decisions(con, stage: str = "title_abstract", record_id: int | None 
     if record_id is not None:
         extra, params = "AND record_id = ?", [stage, int(record_id)]
     out: dict[int, dict[str, tuple[str, str | None]]] = {}
-    for rid, reviewer, decision, reason, _, _ in con.execute(_CURRENT_SQL.format(extra=extra), params).fetchall():
+    for rid, reviewer, decision, reason, _, _ in con.execute(_CURRENT_SQL.format(extra=extra, order=_BY_RECORD), params).fetchall():
         out.setdefault(int(rid), {})[reviewer] = (decision, reason)
     return out
 
@@ -123,7 +124,7 @@ def reviewer_decision(con, record_id: int, reviewer: str, stage: str = "title_ab
 def resolutions(con, stage: str = "title_abstract") -> dict[int, tuple[str, str | None, str]]:
     """record_id -> (decision, reason, lead) of the latest standing resolution."""
     _check(stage)
-    rows = con.execute(_RESOLUTION_SQL.format(extra=""), [stage]).fetchall()
+    rows = con.execute(_RESOLUTION_SQL, [stage]).fetchall()
     return {int(r[0]): (r[2], r[3], r[1]) for r in rows}
 
 
@@ -219,7 +220,7 @@ def decided_record_ids(con, reviewer: str, stage: str = "title_abstract") -> set
     """Records this reviewer currently has a decision on (the queue hides them)."""
     _check(stage)
     rows = con.execute(
-        _CURRENT_SQL.format(extra="AND reviewer = ?"), [stage, reviewer]
+        _CURRENT_SQL.format(extra="AND reviewer = ?", order=_BY_RECORD), [stage, reviewer]
     ).fetchall()
     return {int(r[0]) for r in rows}
 
@@ -232,9 +233,7 @@ def last_decision(con, reviewer: str, stage: str = "title_abstract") -> dict | N
     """
     _check(stage)
     rows = con.execute(
-        _CURRENT_SQL.format(extra="AND reviewer = ?").replace(
-            "ORDER BY record_id, reviewer", "ORDER BY decision_id DESC LIMIT 1"
-        ),
+        _CURRENT_SQL.format(extra="AND reviewer = ?", order="ORDER BY decision_id DESC LIMIT 1"),
         [stage, reviewer],
     ).fetchall()
     if not rows:

@@ -162,10 +162,12 @@ class SnapshotSource:
         if self.streaming:
             wanted_set = set(wanted)
             found = self._scan(lambda r: r.pmid in wanted_set)
-        else:
-            found = {p: d.record for p, d in self._all_documents().items()}
+            records = [found[p] for p in wanted if p in found]
+        else:  # look the PMIDs up; no copy of the whole snapshot per post
+            documents = self._all_documents()
+            records = [documents[p].record for p in wanted if p in documents]
         # PMIDs unknown to the snapshot are simply not returned, as with EFetch.
-        return self._store([found[p] for p in wanted if p in found])
+        return self._store(records)
 
     def fetch_batch(self, history: History, retstart: int, retmax: int) -> list[Record]:
         if retstart < 0 or retmax < 1:

@@ -92,6 +92,16 @@ def _stage(value: Any) -> str:
     return stage
 
 
+def _decision_fields(form, allowed: tuple[str, ...], not_allowed: str) -> tuple[str, int, str, str | None]:
+    """(stage, record_id, decision, reason) of a decision or resolution form; decision one of `allowed`."""
+    stage = _stage(form.get("stage"))
+    record_id = _int(form.get("record_id"), "record_id", minimum=1)
+    decision = str(form.get("decision") or "")
+    if decision not in allowed:
+        raise BadRequest(not_allowed)
+    return stage, record_id, decision, str(form.get("reason") or "").strip() or None
+
+
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "–"
@@ -359,12 +369,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     async def decide(request: Request):
         form = await request.form()
         check_csrf(request, form)
-        stage = _stage(form.get("stage"))
-        record_id = _int(form.get("record_id"), "record_id", minimum=1)
-        decision = str(form.get("decision") or "")
-        if decision not in ("include", "exclude", "maybe"):
-            raise BadRequest("decision must be include, exclude or maybe")
-        reason = str(form.get("reason") or "").strip() or None
+        stage, record_id, decision, reason = _decision_fields(
+            form, ("include", "exclude", "maybe"), "decision must be include, exclude or maybe")
         if decision == "exclude":
             if reason is None:
                 raise BadRequest("An exclusion needs a reason: press 1–8 after e.")
@@ -455,12 +461,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     async def resolve(request: Request):
         form = await request.form()
         check_csrf(request, form)
-        stage = _stage(form.get("stage"))
-        record_id = _int(form.get("record_id"), "record_id", minimum=1)
-        decision = str(form.get("decision") or "")
-        if decision not in ("include", "exclude"):
-            raise BadRequest("a resolution is include or exclude")
-        reason = str(form.get("reason") or "").strip() or None
+        stage, record_id, decision, reason = _decision_fields(
+            form, ("include", "exclude"), "a resolution is include or exclude")
         if decision == "exclude" and reason not in reasons:
             raise BadRequest("Choose an exclusion reason for the resolution.")
         token = str(form.get("client_token") or "").strip()[:100] or None
@@ -575,7 +577,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         rid = _int(record_id, "record id", minimum=1)
         form = await request.form()
         check_csrf(request, form)
-        values = {k: str(v)[:500] for k, v in form.items() if k.startswith(("study.",)) or "." in k}
+        values = {k: str(v)[:500] for k, v in form.items() if "." in k}  # "study.x" and "<outcome>.x" fields
         fields = _form_fields()
         study = {f: values.get(f"study.{f}", "").strip() for f in evidence.STUDY_COLUMNS if f != "pmid"}
         outcome_rows: list[dict] = []
@@ -619,7 +621,6 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             counts = evidence.save_outcomes(con, outcome_rows, config, entered_by=user.name, source="web")
             workspace.audit(con, user.name, "extraction.save", "study", study["study_id"],
                             {"record_id": rid, "study": created, **counts})
-            ctx["user"] = user
             return ctx, counts
 
         ctx, counts = await run_in_threadpool(turns.run, work)
@@ -657,8 +658,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                         caption = f"{r.get('analysis')}" + (f" by {r['subgroup_var']}" if r.get("subgroup_var") else "")
                         plots.setdefault(outcome, []).append((path, caption))
             return {"available": results is not None, "by_outcome": by_outcome, "labels": labels, "plots": plots,
-                    "version": (results or [{}])[0].get("evidence_version") if results else None,
-                    "refreshed": (results or [{}])[0].get("created_at") if results else None}
+                    "version": results[0].get("evidence_version") if results else None,
+                    "refreshed": results[0].get("created_at") if results else None}
 
         ctx, redirect = page(request, build)
         return redirect or render(request, "results.html", ctx)
