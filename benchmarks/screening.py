@@ -8,8 +8,8 @@ One command, prints a table and saves it to benchmarks/RESULTS-screening.md:
 
 ASReview 3.0.8 is installed by this script into benchmarks/.cache/asreview-venv and always run as a
 subprocess from an empty temporary directory (it writes synergy_cache.sqlite into its CWD). Its runs
-are cached per (dataset, seed, version) in benchmarks/.cache/asreview-runs/ with their wall time;
-`--fresh-asreview` re-runs them. Metrics (screening-notes §3): priors excluded, strict WSS@95.
+are run afresh in every benchmark run, side by side with ours (`--reuse-asreview` reuses the runs
+cached per (dataset, seed, version) in benchmarks/.cache/asreview-runs/ with their wall time). Metrics (screening-notes §3): priors excluded, strict WSS@95.
 """
 
 from __future__ import annotations
@@ -183,7 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--asreview-datasets", default="all",
                    help="datasets also run with ASReview: 'all', 'none', 'cached' (only those whose runs for "
                         "every seed are already cached) or comma-separated stems")
-    p.add_argument("--fresh-asreview", action="store_true", help="ignore cached ASReview runs")
+    p.add_argument("--reuse-asreview", action="store_true",
+                   help="reuse ASReview runs cached by an earlier run (default: run ASReview afresh, in this run)")
     p.add_argument("--asreview-only", action="store_true", help="only fill the ASReview cache")
     p.add_argument("--skip-scoring", action="store_true", help="skip the 1,000,000-record scoring test")
     p.add_argument("--no-save", action="store_true")
@@ -211,7 +212,7 @@ def main(argv=None) -> int:
         for f in files:
             if f.stem in asr:
                 for s in seeds:
-                    res = run_asreview(f, s, fresh=args.fresh_asreview)
+                    res = run_asreview(f, s, fresh=not args.reuse_asreview)
                     print(f"{f.stem} s{s}: {res['wall_s']:.1f}s", flush=True)
         return 0
 
@@ -223,7 +224,7 @@ def main(argv=None) -> int:
         lab = df["label_included"].astype(int).to_numpy()
         ours_m, asr_m = [], []
         for s in seeds:
-            a = run_asreview(f, s, fresh=args.fresh_asreview) if f.stem in asr else None
+            a = run_asreview(f, s, fresh=not args.reuse_asreview) if f.stem in asr else None
             # paired comparison: both rankers start from the same 1 include + 1 exclude
             priors = a["prior_rows"] if a is not None and not args.own_priors else None
             ours = run_ours(df, s, priors)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# The project's Prefect runs keep to loopback: no telemetry unless the user asks for it.
+for _name, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DO_NOT_TRACK", "1")):
+    os.environ.setdefault(_name, _value)
 
 COMMAND_MODULES = [
     "nightly",

@@ -69,6 +69,16 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
     rc = config.ranking
     migrate(db_path)
 
+    settings_key = json.dumps({"ranking": rc.model_dump(), "params": DEFAULT_PARAMS, "question": config.question.text(),
+                               "queries": [st.query for st in config.strategies],
+                               "reviewers_per_record": config.screening.reviewers_per_record}, sort_keys=True, default=str)
+    with transaction(db_path) as con:
+        state_key = wr.input_state(con, settings_key)
+        kept = None if force else wr.summary_for_state(con, state_key)
+    if kept is not None:
+        return {**kept, "retrained": False, "unchanged": True,
+                "message": "no new records or decisions since the last ranking: scores kept"}
+
     with transaction(db_path) as con:
         recs = _load_records(con)
         settled = settled_decisions(con, stage="title_abstract",
@@ -165,8 +175,11 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
             "SELECT record_id, pmid, title FROM records WHERE record_id IN (SELECT unnest(?))", [top_ids]).fetchall()} if top_ids else {}
     top = [{"record_id": r[0], "pmid": titles.get(r[0], (None, None))[0], "title": titles.get(r[0], (None, None))[1],
             "score": round(r[2], 4), "is_audit": r[4]} for r in rows[:top_n]]
-    return {"model_version": version, "kind": kind, "retrained": bool(retrained), "n_train": len(labelled),
+    summary = {"model_version": version, "kind": kind, "retrained": bool(retrained), "n_train": len(labelled),
             "n_includes": n_inc, "scored": len(rows), "audit_pending": len(audit_pending), "top": top,
             "recall_estimate": {k: estimate[k] for k in ("recall_lower_bound", "confidence", "target",
                                                           "records_to_screen_for_target", "screened", "unscreened",
                                                           "found", "audited", "audit_hits", "audit_pending")}}
+    with transaction(db_path) as con:
+        wr.store_state(con, state_key, summary)
+    return summary

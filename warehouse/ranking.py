@@ -128,3 +128,23 @@ def ranking_status(con) -> dict:
     return {"model_version": version, "kind": info.get("kind"), "created_at": info.get("created_at"),
             "n_train": info.get("n_train"), "n_includes": info.get("n_includes"), "scored": int(n_scored),
             "audit_pending": int(n_audit), "recall_estimate": latest_recall_estimate(con)}
+
+
+def input_state(con, settings_key: str) -> str:
+    """A cheap key of everything ranking reads: record count and last change, decisions, settings."""
+    records = con.execute("SELECT count(*), max(record_id), max(updated_at) FROM records").fetchall()[0]
+    decisions = con.execute("SELECT count(*), max(decision_id) FROM screening_decisions").fetchall()[0]
+    return f"{records[0]}|{records[1]}|{records[2]}|{decisions[0]}|{decisions[1]}|{settings_key}"
+
+
+def summary_for_state(con, state_key: str) -> dict | None:
+    """The summary of the last ranking run if it saw exactly this state, else None."""
+    rows = con.execute("SELECT state_key, summary FROM ranking_state ORDER BY computed_at DESC LIMIT 1").fetchall()
+    if rows and rows[0][0] == state_key:
+        return json.loads(rows[0][1])
+    return None
+
+
+def store_state(con, state_key: str, summary: dict) -> None:
+    con.execute("DELETE FROM ranking_state")
+    con.execute("INSERT INTO ranking_state (state_key, summary) VALUES (?, ?)", [state_key, json.dumps(summary, default=str)])

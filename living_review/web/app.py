@@ -70,6 +70,14 @@ def _secret_key(settings: Settings) -> str:
     return key
 
 
+def _client_token(form) -> str | None:
+    """The idempotency token of a form post; too long is refused (cutting it could make two collide)."""
+    token = str(form.get("client_token") or "").strip() or None
+    if token and len(token) > 100:
+        raise BadRequest("client_token is too long")
+    return token
+
+
 def _int(value: Any, name: str, *, minimum: int | None = None) -> int:
     text = str(value).strip()
     if len(text) > 30:
@@ -379,9 +387,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         note = (str(form.get("note") or "").strip() or None)
         if note and len(note) > 2000:
             raise BadRequest("note is too long (2,000 characters at most)")
-        token = str(form.get("client_token") or "").strip() or None
-        if token and len(token) > 100:
-            raise BadRequest("client_token is too long")
+        token = _client_token(form)
         skip = _int(form.get("skip") or 0, "skip", minimum=0)
 
         session_name, session_epoch = request.session.get("user"), request.session.get("epoch")
@@ -421,7 +427,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         form = await request.form()
         check_csrf(request, form)
         stage = _stage(form.get("stage"))
-        token = str(form.get("client_token") or "").strip()[:100] or None
+        token = _client_token(form)
 
         def work(con):
             user = require_user(request, con)
@@ -465,7 +471,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             form, ("include", "exclude"), "a resolution is include or exclude")
         if decision == "exclude" and reason not in reasons:
             raise BadRequest("Choose an exclusion reason for the resolution.")
-        token = str(form.get("client_token") or "").strip()[:100] or None
+        token = _client_token(form)
 
         def work(con):
             user = require_user(request, con)

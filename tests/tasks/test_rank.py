@@ -135,3 +135,31 @@ def test_cold_start_puts_seed_studies_from_the_warehouse_first(warehouse):
     config.ranking.audit_fraction = 0.0
     out = run_ranking(config=config)
     assert out["kind"] == "cold_start" and out["top"][0]["pmid"] == "fx2"
+
+
+def test_quiet_night_keeps_scores_without_rescoring(warehouse, monkeypatch):
+    """Nothing new and no new decisions: the stored scores stand and no record is read again."""
+    import living_review.ranking_job as job
+    from warehouse.db import connect, transaction
+
+    settings, ids = warehouse
+    first = job.run_ranking()
+    assert first.get("unchanged") is None
+
+    def must_not_load(con):
+        raise AssertionError("records were re-read on a night with nothing new")
+
+    monkeypatch.setattr(job, "_load_records", must_not_load)
+    again = job.run_ranking()
+    assert again["unchanged"] is True and again["retrained"] is False
+    assert again["model_version"] == first["model_version"] and again["top"] == first["top"]
+    with connect(settings.db_path) as con:
+        assert con.execute("select count(distinct model_version) from record_scores").fetchall()[0][0] == 1
+
+    # a new decision (or record) changes the input state: the job works again
+    monkeypatch.undo()
+    with transaction(settings.db_path) as con:
+        decide(con, next(iter(ids.values())), "exclude")
+    assert job.run_ranking().get("unchanged") is None
+    # --force always re-scores
+    assert job.run_ranking(force=True).get("unchanged") is None

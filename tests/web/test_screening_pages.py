@@ -132,6 +132,20 @@ def test_undo_retracts_only_my_own_last_decision(ws):
     assert decisions == [("ann", "include"), ("ann", "retract")]  # appended, never overwritten
 
 
+def test_an_over_long_client_token_is_refused_everywhere_not_cut(ws):
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    rid = ws.ids["9997"]
+    long_token = "x" * 101
+    r = c.post("/decide", data={"csrf_token": csrf, "record_id": rid, "stage": "title_abstract",
+                                "decision": "include", "client_token": long_token})
+    assert r.status_code == 400 and "client_token is too long" in r.text
+    decide(c, csrf, rid, "include")
+    r = c.post("/undo", data={"csrf_token": csrf, "stage": "title_abstract", "client_token": long_token})
+    assert r.status_code == 400 and "client_token is too long" in r.text
+    assert _current(ws, rid, "ann") == ("include", None)  # nothing undone by the refused request
+
+
 def test_every_decision_carries_stage_reason_time_and_model_version(ws, monkeypatch):
     from living_review.web import integrations
 
