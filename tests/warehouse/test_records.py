@@ -421,6 +421,6 @@ def test_upgrade_to_005_keeps_versions_written_before(tmp_path):
                     [rec.pmid, rec.title, rec.content_hash()])
         con.execute("""INSERT INTO record_versions (record_id, version, content_hash, data)
                        SELECT record_id, 1, content_hash, ? FROM records""", [json.dumps(rec.to_dict())])
-    assert db.migrate(path) == [5]
+    assert db.migrate(path, up_to=5) == [5]
     (data,), = db.fetchall(path, "SELECT data FROM record_version_content")
     assert Record.from_dict(json.loads(data)) == rec
