@@ -352,6 +352,11 @@ class PrismaCounts:
     included: int = 0
 
     @property
+    def screened_done(self) -> int:
+        """Records with a settled title/abstract decision (`screened` counts those after de-duplication)."""
+        return self.screened - self.awaiting_screening
+
+    @property
     def excluded_full_text_total(self) -> int:
         return sum(self.excluded_full_text.values())
 

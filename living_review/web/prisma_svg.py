@@ -53,10 +53,10 @@ def prisma_svg(c: PrismaCounts, title: str | None = None) -> str:
     ident += [f"  {name}: {n}" for name, n in sorted(c.by_strategy.items())]
     rows.append(("Identification", _lines(ident, lw),
                  _lines(["Records removed before screening:", f"  Duplicate records (n = {c.duplicates})"], rw)))
-    screened = [f"Records screened (n = {c.screened})"]
+    screened = [f"Records screened (n = {c.screened_done})"]
+    if c.awaiting_screening:  # a living review shows what is still waiting, not as an exclusion
+        screened.append(f"  Awaiting screening (n = {c.awaiting_screening})")
     right = [f"Records excluded (n = {c.excluded_screening})"]
-    if c.awaiting_screening:
-        right.append(f"  Awaiting screening (n = {c.awaiting_screening})")
     rows.append(("Screening", _lines(screened, lw), _lines(right, rw)))
     right = [f"Reports not yet assessed (n = {c.awaiting_full_text})"]
     rows.append(("", _lines([f"Reports sought for retrieval (n = {c.sought})"], lw), _lines(right, rw)))
