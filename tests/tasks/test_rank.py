@@ -149,6 +149,7 @@ def test_quiet_night_keeps_scores_without_rescoring(warehouse, monkeypatch):
     def must_not_load(con):
         raise AssertionError("records were re-read on a night with nothing new")
 
+    load_records = job._load_records
     monkeypatch.setattr(job, "_load_records", must_not_load)
     again = job.run_ranking()
     assert again["unchanged"] is True and again["retrained"] is False
@@ -157,7 +158,7 @@ def test_quiet_night_keeps_scores_without_rescoring(warehouse, monkeypatch):
         assert con.execute("select count(distinct model_version) from record_scores").fetchall()[0][0] == 1
 
     # a new decision (or record) changes the input state: the job works again
-    monkeypatch.undo()
+    monkeypatch.setattr(job, "_load_records", load_records)  # not undo(): that would drop LIVING_REVIEW_HOME too
     with transaction(settings.db_path) as con:
         decide(con, next(iter(ids.values())), "exclude")
     assert job.run_ranking().get("unchanged") is None
