@@ -7,6 +7,15 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def describe_recall(recall: dict | None) -> str:
+    """One sentence on recall; no bound is claimed until a record of the random audit sample is screened."""
+    recall = recall or {}
+    if recall.get("recall_lower_bound") is None or not recall.get("audited", 1):
+        return "No recall estimate yet: no record of the random audit sample has been screened."
+    return (f"Recall ≥ {100 * recall['recall_lower_bound']:.1f}% with {100 * recall.get('confidence', 0.95):.0f}% "
+            f"confidence; {recall.get('records_to_screen_for_target', '?')} more records to screen for the target.")
+
+
 def render_run_summary(summary: dict) -> str:
     lines = [
         f"# Nightly update: {summary.get('status', '?')}",
@@ -30,14 +39,7 @@ def render_run_summary(summary: dict) -> str:
     if ranking.get("failed"):
         lines.append(f"Ranking failed: {_cell(ranking.get('error'))}")
     else:
-        recall = ranking.get("recall_estimate") or {}
-        if recall.get("recall_lower_bound") is not None and recall.get("audited", 1):
-            lines.append(
-                f"Recall ≥ {100 * recall['recall_lower_bound']:.1f}% with {100 * recall.get('confidence', 0.95):.0f}% "
-                f"confidence; {recall.get('records_to_screen_for_target', '?')} more records to screen for the target."
-            )
-        else:
-            lines.append("No recall estimate yet: no record of the random audit sample has been screened.")
+        lines.append(describe_recall(ranking.get("recall_estimate")))
         top = ranking.get("top") or []
         if top:
             lines += ["", "| rank | PMID | score | title |", "|---:|---|---:|---|"]

@@ -34,6 +34,8 @@ def collect_status() -> dict:
 
 
 def run(args) -> int:
+    from models.summary import describe_recall
+
     status = collect_status()
     if args.json:
         print(json.dumps(status, indent=2, default=str))
@@ -47,10 +49,8 @@ def run(args) -> int:
               f"started {last.get('started_at')}")
     else:
         print("last run:    none yet")
-    ranking = status.get("ranking") or {}
-    recall = ranking.get("recall_estimate") if isinstance(ranking, dict) else None
-    if recall and recall.get("recall_lower_bound") is not None and recall.get("audited", 1):
-        print(f"recall:      >= {100 * recall['recall_lower_bound']:.1f}% with {100 * recall['confidence']:.0f}% confidence")
+    if status.get("ranking"):
+        print(f"recall:      {describe_recall(status['ranking'].get('recall_estimate'))}")
     pooling = status.get("pooling") or {}
     if pooling.get("message"):
         print(f"pooling:     {pooling['message']}")
