@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     snapshot_dir: Path = Field(
         default=REPO_ROOT / "living_review" / "snapshot", validation_alias="LIVING_REVIEW_SNAPSHOT_DIR"
     )
+    # Login rate limiting (living_review/web/throttle.py): after this many failed logins within the
+    # window, further attempts for that reviewer name, or from that client address, get HTTP 429.
+    login_max_failures: int = Field(default=5, ge=1, le=1000, validation_alias="LIVING_REVIEW_LOGIN_MAX_FAILURES")
+    login_max_failures_per_address: int = Field(
+        default=5, ge=1, le=100_000, validation_alias="LIVING_REVIEW_LOGIN_MAX_FAILURES_PER_ADDRESS"
+    )
+    login_window_seconds: int = Field(default=900, ge=1, le=7 * 86_400, validation_alias="LIVING_REVIEW_LOGIN_WINDOW")
 
     @property
     def db_path(self) -> Path:

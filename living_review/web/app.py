@@ -11,6 +11,7 @@ and reaches the warehouse at the next turn.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import time
@@ -37,6 +38,7 @@ from living_review.web.prisma_svg import prisma_svg
 from living_review.web.journal import DecisionJournal
 from living_review.web.lockturns import LockTurns
 from living_review.web.render import abstract_sections, highlight, study_label, study_slug
+from living_review.web.throttle import LoginThrottle
 from warehouse import evidence, screening, workspace
 from warehouse.db import connect, migrate, transaction
 
@@ -130,6 +132,15 @@ def _pval(value: Any) -> str:
     return "< 0.001" if v < 0.001 else f"{v:.3f}"
 
 
+def _duration(seconds: float) -> str:
+    """'15 minutes', '1 minute', '40 seconds': how long, for people."""
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
 def create_app(settings: Settings | None = None, config: ReviewConfig | None = None) -> FastAPI:
     settings = settings or get_settings()
     config = config or load_review(settings.config_path)
@@ -143,6 +154,10 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     # settings.home / "decision_journal.sqlite3"; the same file holds the published session epochs
     journal = DecisionJournal(workspace.session_store_path(Path(db_path).resolve()), db_path)
     turns = LockTurns(db_path, journal)
+    # Failed-login counters live in the same SQLite file (see throttle.py for why not the warehouse)
+    throttle = LoginThrottle(journal.path, max_failures=settings.login_max_failures,
+                             max_failures_per_address=settings.login_max_failures_per_address,
+                             window_seconds=settings.login_window_seconds)
     journal.flush_via = lambda: turns.run(lambda con: None)
     # What the fast decision path may trust without the warehouse lock: the reviewer's session
     # epoch as published in the journal's file (checked per decision, see journal.record) and
@@ -290,6 +305,21 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             return target
         return "/screen"
 
+    def _too_many_logins(request: Request, target: str, name: str, verdict) -> Response:
+        window = _duration(settings.login_window_seconds)
+        wait = _duration(verdict.retry_after)
+        if verdict.scope == "name":
+            message = (f"Too many failed logins for reviewer “{name.strip()[:64]}” in the last {window}: "
+                       f"try again in {wait}.")
+        else:
+            message = f"Too many failed logins from your network address in the last {window}: try again in {wait}."
+        headers = {"Retry-After": str(verdict.retry_after)}
+        if wants_json(request):
+            return JSONResponse({"error": message}, status_code=429, headers=headers)
+        response = render(request, "login.html", {"next": target, "error": message}, 429)
+        response.headers.update(headers)
+        return response
+
     @app.get("/login")
     def login_page(request: Request, next: str = "/screen"):
         return render(request, "login.html", {"next": _safe_next(next), "error": None})
@@ -300,6 +330,12 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         check_csrf(request, form)
         name, password = str(form.get("name") or ""), str(form.get("password") or "")
         target = _safe_next(str(form.get("next") or ""))
+        address = request.client.host if request.client else None
+        verdict = await run_in_threadpool(throttle.begin, name, address)
+        if not verdict.allowed:
+            log.warning("login refused (too many failures for the %s): name %r from %s",
+                        verdict.scope, name[:64], address)
+            return _too_many_logins(request, target, name, verdict)
 
         def work():
             with transaction(db_path) as con:
@@ -308,9 +344,14 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                                 "login" if user else "login.failed", "reviewer", name[:64])
                 return user
 
-        user = await run_in_threadpool(work)
-        if user is None:
+        try:
+            user = await run_in_threadpool(work)
+        except BaseException:
+            await run_in_threadpool(throttle.cancel, verdict)  # not the reviewer's failure
+            raise
+        if user is None:  # the attempt stays counted as a failure
             return render(request, "login.html", {"next": target, "error": "Unknown reviewer or wrong password."}, 401)
+        await run_in_threadpool(throttle.succeeded, verdict, name)
         await run_in_threadpool(journal.publish_session, user.name, user.session_epoch, bool(user.active))
         request.session.clear()
         request.session.update(user=user.name, epoch=user.session_epoch, csrf=secrets.token_urlsafe(32))
@@ -778,4 +819,5 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     app.state.settings = settings
     app.state.config = config
     app.state.journal = journal
+    app.state.login_throttle = throttle
     return app
