@@ -272,18 +272,74 @@ def queue(con, reviewer: str, stage: str, reviewers_per_record: int, scores: dic
 def get_record(con, record_id: int) -> dict | None:
     rows = con.execute(
         """SELECT record_id, pmid, doi, title, abstract, journal, year, authors, mesh, publication_types,
-                  language, keywords, kind, created_at
+                  language, keywords, kind, created_at, version, updated_at
            FROM records WHERE record_id = ?""",
         [int(record_id)],
     ).fetchall()
     if not rows:
         return None
     keys = ["record_id", "pmid", "doi", "title", "abstract", "journal", "year", "authors", "mesh",
-            "publication_types", "language", "keywords", "kind", "created_at"]
+            "publication_types", "language", "keywords", "kind", "created_at", "version", "updated_at"]
     rec = dict(zip(keys, rows[0]))
     for k in ("authors", "mesh", "publication_types", "keywords"):
         rec[k] = list(rec[k] or [])
     return rec
+
+
+# --------------------------------------------------------------------------------------------
+# one record's history
+
+
+DECISION_KEYS = ["decision_id", "record_id", "reviewer", "stage", "decision", "reason", "note", "model_version",
+                 "is_resolution", "created_at", "client_token"]
+
+
+def record_history(con, record_id: int) -> dict | None:
+    """Everything known about one record, for its page; None if there is no such record.
+
+    `record` (current content, as `get_record`, with its `version`); `versions`, newest first, each
+    with its content (`data`), whether it is `current`, and the fields it `changed` against the
+    version before; `sources`: every (search run, strategy) that found it, oldest first, with the
+    PMID it was seen under and how it was matched; `aliases`: PMIDs merged into it; `decisions`:
+    every screening decision row on it (every reviewer, stage, retraction and resolution), in the
+    order they were made (`created_at`, the reviewer's decision time; ties by decision_id).
+    Nothing is filtered here: blinding is the caller's (the web app's) rule.
+    """
+    rec = get_record(con, record_id)
+    if rec is None:
+        return None
+    rid = int(record_id)
+    rows = con.execute(
+        """SELECT version, content_hash, run_id, created_at, CAST(data AS VARCHAR)
+           FROM record_version_content WHERE record_id = ? ORDER BY version""", [rid]).fetchall()
+    versions: list[dict] = []
+    previous: dict | None = None
+    for version, chash, run_id, created_at, data in rows:
+        content = json.loads(data) if data else {}
+        changed = [] if previous is None else sorted(
+            k for k in set(content) | set(previous) if content.get(k) != previous.get(k))
+        versions.append({"version": int(version), "content_hash": chash, "run_id": run_id, "created_at": created_at,
+                         "data": content, "changed": changed, "current": int(version) == int(rec["version"])})
+        previous = content
+    versions.reverse()
+    sources = con.execute(
+        """SELECT s.strategy, s.run_id, sr.nightly_id, s.pmid_seen, s.matched_by, s.found_at
+           FROM record_sources s LEFT JOIN search_runs sr ON sr.run_id = s.run_id
+           WHERE s.record_id = ? ORDER BY s.found_at, s.run_id, s.strategy""", [rid]).fetchall()
+    aliases = con.execute(
+        "SELECT pmid, matched_by, run_id, created_at FROM record_aliases WHERE record_id = ? ORDER BY created_at, pmid",
+        [rid]).fetchall()
+    decisions = con.execute(
+        f"""SELECT {', '.join(DECISION_KEYS)} FROM screening_decisions WHERE record_id = ?
+            ORDER BY created_at, decision_id""", [rid]).fetchall()
+    return {
+        "record": rec,
+        "versions": versions,
+        "sources": [dict(zip(["strategy", "run_id", "nightly_id", "pmid_seen", "matched_by", "found_at"], r))
+                    for r in sources],
+        "aliases": [dict(zip(["pmid", "matched_by", "run_id", "created_at"], r)) for r in aliases],
+        "decisions": [dict(zip(DECISION_KEYS, r)) for r in decisions],
+    }
 
 
 # --------------------------------------------------------------------------------------------

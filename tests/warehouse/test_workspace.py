@@ -156,3 +156,48 @@ def test_csv_cells_that_look_like_formulas_are_neutralised():
              "full_text_reason": "", "title_abstract_votes": "", "full_text_votes": ""}]
     out = list(csv.reader(io.StringIO(w.records_csv(rows))))[1]
     assert out[3].startswith("'=") and out[4] == "'+j" and out[6] == "'@a"
+
+
+def test_record_history_has_versions_sources_aliases_and_decisions_in_time_order(tmp_path):
+    import dataclasses
+
+    from support.web_app import fixture_records, nightly_append, record_ids_by_pmid
+    from warehouse import screening
+    from warehouse.db import connect, migrate, transaction
+
+    db = tmp_path / "h.duckdb"
+    migrate(db)
+    recs = fixture_records()
+    first = recs[0]  # PMID 32437181, doi:10.1037/amp0000660
+    nightly_append(db, {"attachment-rcts": [first, recs[1]], "uk-interventions": [first]})
+    corrected = dataclasses.replace(first, title="Risk and resilience (corrected title)")
+    merged = dataclasses.replace(recs[2], pmid="99000002", doi=first.doi)  # another PMID, the same DOI
+    nightly_append(db, {"attachment-rcts": [corrected, merged]})
+    rid, other = record_ids_by_pmid(db)[first.pmid], record_ids_by_pmid(db)[recs[1].pmid]
+    with transaction(db) as con:
+        late = screening.append_decision(con, rid, "ann", "title_abstract", "include", model_version="m1",
+                                         created_at="2026-03-02 10:00:00")
+        early = screening.append_decision(con, rid, "bob", "title_abstract", "exclude", reason="not an RCT",
+                                          note="no control group", created_at="2026-03-01 09:00:00")
+        resolution = screening.append_decision(con, rid, "lee", "title_abstract", "include", is_resolution=True,
+                                               created_at="2026-03-03 08:00:00")
+        screening.append_decision(con, other, "ann", "title_abstract", "exclude", reason="x")  # another record
+    with connect(db) as con:
+        h = w.record_history(con, rid)
+        assert w.record_history(con, 99_999_999) is None
+    assert h["record"]["title"] == "Risk and resilience (corrected title)" and h["record"]["version"] == 2
+    assert [v["version"] for v in h["versions"]] == [2, 1]  # newest first
+    v2, v1 = h["versions"]
+    assert v2["current"] and not v1["current"]
+    assert v1["data"]["title"] == first.title and v2["data"]["title"] == corrected.title
+    assert "title" in v2["changed"] and v1["changed"] == []
+    assert [(s["strategy"], s["pmid_seen"], s["matched_by"]) for s in h["sources"]] == [
+        ("attachment-rcts", first.pmid, "new"), ("uk-interventions", first.pmid, "pmid"),
+        ("attachment-rcts", first.pmid, "pmid")]
+    assert all(s["nightly_id"] is not None for s in h["sources"])
+    assert [(a["pmid"], a["matched_by"]) for a in h["aliases"]] == [("99000002", "doi")]
+    decisions = h["decisions"]
+    assert [d["decision_id"] for d in decisions] == [early, late, resolution]  # time order, not id order
+    assert (decisions[0]["reviewer"], decisions[0]["reason"], decisions[0]["note"]) == (
+        "bob", "not an RCT", "no control group")
+    assert decisions[1]["model_version"] == "m1" and decisions[2]["is_resolution"]
