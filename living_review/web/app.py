@@ -17,6 +17,7 @@ import secrets
 import time
 import uuid
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -218,6 +219,16 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     def require_lead(user: workspace.Reviewer) -> None:
         if not user.is_lead:
             raise BadRequest("Only a lead reviewer can do this.", 403)
+
+    def blind(user: workspace.Reviewer, decisions: list[dict]) -> list[dict]:
+        """Blind dual screening: a reviewer sees their own decisions only; a lead sees everyone's.
+
+        The one rule for every page that shows decision rows (audit log, record pages); the
+        screening page never shows another reviewer's vote, and conflicts and exports are for leads.
+        It stays strict after the reviewer has decided: undo would otherwise let a reviewer decide,
+        look at the other vote, undo and decide again. Resolutions are a lead's rows, so hidden too.
+        """
+        return decisions if user.is_lead else [d for d in decisions if d["reviewer"] == user.name]
 
     def flash(request: Request, message: str, kind: str = "ok") -> None:
         request.session.setdefault("flash", [])
@@ -546,6 +557,55 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         ctx, redirect = page(request, build)
         return redirect or render(request, "progress.html", ctx)
 
+    # ---------------------------------------------------------------- one record's history
+
+    def _journalled(record_id: int, written: set[str]) -> list[dict]:
+        """The record's decisions still in the journal, as decision rows marked `pending`.
+
+        Runs inside a warehouse turn, which has just written the journal (lockturns.py), so these
+        were journalled since or their write failed; either way they are decisions made.
+        """
+        out = []
+        for row in journal.pending_for_record(record_id):
+            if row["client_token"] in written:
+                continue
+            try:
+                at = datetime.fromisoformat(row["decided_at"])
+            except (TypeError, ValueError):
+                at = None
+            out.append({"decision_id": None, "record_id": row["record_id"], "reviewer": row["reviewer"],
+                        "stage": row["stage"], "decision": row["decision"], "reason": row["reason"],
+                        "note": row["note"], "model_version": row["model_version"], "is_resolution": False,
+                        "created_at": at, "client_token": row["client_token"], "pending": True, "seq": row["seq"]})
+        return out
+
+    @app.get("/records/{record_id}")
+    def record_page(request: Request, record_id: str):
+        rid = _int(record_id, "record id", minimum=1)
+
+        def build(con, user):
+            history = workspace.record_history(con, rid)
+            if history is None:
+                raise BadRequest(f"There is no record {rid}.", 404)
+            decisions = history["decisions"]
+            decisions = decisions + _journalled(rid, {d["client_token"] for d in decisions if d["client_token"]})
+            decisions.sort(key=lambda d: (d["created_at"] or datetime.max, d.get("pending", False),
+                                          d["decision_id"] or d.get("seq") or 0))
+            found: dict[str, dict] = {}
+            for s in history["sources"]:
+                f = found.setdefault(s["strategy"], {"strategy": s["strategy"], "first": s, "runs": 0, "pmids": []})
+                f["runs"] += 1
+                f["last"] = s
+                if s["pmid_seen"] not in f["pmids"]:
+                    f["pmids"].append(s["pmid_seen"])
+            rec = history["record"]
+            return {"record": rec, "sections": abstract_sections(rec["abstract"]), "versions": history["versions"],
+                    "found": list(found.values()), "aliases": history["aliases"],
+                    "decisions": blind(user, decisions)}
+
+        ctx, redirect = page(request, build)
+        return redirect or render(request, "record.html", ctx)
+
     # ---------------------------------------------------------------- extraction
 
     def _included_at_full_text(con) -> list[int]:
@@ -766,9 +826,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         n = _int(page_no, "page_no", minimum=0)
 
         def build(con, user):
-            decisions = workspace.recent_decisions(con, 200, 200 * n)
-            if not user.is_lead:  # blinding: reviewers see their own decisions only
-                decisions = [d for d in decisions if d["reviewer"] == user.name]
+            decisions = blind(user, workspace.recent_decisions(con, 200, 200 * n))
             return {"entries": workspace.audit_entries(con, 200, 200 * n), "decisions": decisions, "page_no": n,
                     "nightly": workspace.last_nightly_run(con)}
 

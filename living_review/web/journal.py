@@ -137,6 +137,14 @@ class DecisionJournal:
                 "ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [dict(zip(_COLUMNS, r)) for r in rows]
 
+    def pending_for_record(self, record_id: int) -> list[dict]:
+        """This record's journalled decisions not yet in the warehouse (nor refused), in journal order."""
+        with self._lock:
+            rows = self._sql.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM journal WHERE decision_id IS NULL AND error IS NULL "
+                "AND record_id = ? ORDER BY seq", (int(record_id),)).fetchall()  # the journal_pending index
+        return [dict(zip(_COLUMNS, r)) for r in rows]
+
     def append_pending(self, con) -> list[tuple[int, int | None, str | None]]:
         """Append pending rows through `con` (the caller's transaction); mark them after it commits."""
         done = []
