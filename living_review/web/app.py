@@ -48,6 +48,10 @@ HERE = Path(__file__).resolve().parent
 STAGE_LABELS = {"title_abstract": "Title & abstract", "full_text": "Full text"}
 SESSION_COOKIE = "lr_session"
 SESSION_MAX_AGE = 12 * 3600
+# Audit-log actions whose details carry nobody's screening decision; the rest (conflict.resolve,
+# decision.refused and any added later) are blinded like decision rows: the actor and leads see them.
+DECISION_FREE_EVENTS = frozenset({"login", "login.failed", "logout", "reviewer.add", "reviewer.passwd",
+                                  "reviewer.role", "export", "extraction.save"})
 
 
 class BadRequest(HTTPException):
@@ -223,12 +227,21 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     def blind(user: workspace.Reviewer, decisions: list[dict]) -> list[dict]:
         """Blind dual screening: a reviewer sees their own decisions only; a lead sees everyone's.
 
-        The one rule for every page that shows decision rows (audit log, record pages); the
-        screening page never shows another reviewer's vote, and conflicts and exports are for leads.
+        The one rule (`sees`) for every page that shows decision rows (audit log, record pages) or
+        events that carry a decision (`blind_events`, audit log); the screening page never shows
+        another reviewer's vote, and conflicts and exports are for leads.
         It stays strict after the reviewer has decided: undo would otherwise let a reviewer decide,
         look at the other vote, undo and decide again. Resolutions are a lead's rows, so hidden too.
         """
-        return decisions if user.is_lead else [d for d in decisions if d["reviewer"] == user.name]
+        return [d for d in decisions if sees(user, d["reviewer"])]
+
+    def sees(user: workspace.Reviewer, owner: str | None) -> bool:
+        """The blinding rule itself: a lead sees everyone's; a reviewer sees their own only."""
+        return user.is_lead or owner == user.name
+
+    def blind_events(user: workspace.Reviewer, entries: list[dict]) -> list[dict]:
+        """Hidden, not redacted: that a record was resolved or voted on already tells its screeners the other vote."""
+        return [e for e in entries if e["action"] in DECISION_FREE_EVENTS or sees(user, e["actor"])]
 
     def flash(request: Request, message: str, kind: str = "ok") -> None:
         request.session.setdefault("flash", [])
@@ -827,7 +840,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
 
         def build(con, user):
             decisions = blind(user, workspace.recent_decisions(con, 200, 200 * n))
-            return {"entries": workspace.audit_entries(con, 200, 200 * n), "decisions": decisions, "page_no": n,
+            entries = blind_events(user, workspace.audit_entries(con, 200, 200 * n))
+            return {"entries": entries, "decisions": decisions, "page_no": n,
                     "nightly": workspace.last_nightly_run(con)}
 
         ctx, redirect = page(request, build)

@@ -95,6 +95,44 @@ def test_progress_audit_and_results_pages(known_ws):
     assert res.status_code == 200
 
 
+def _events(html: str) -> str:
+    """The audit page's Events table (after its heading)."""
+    assert "<h2>Events</h2>" in html
+    return html.split("<h2>Events</h2>", 1)[1]
+
+
+def test_audit_events_that_carry_a_decision_stay_blind_for_reviewers(known_ws):
+    app, r, settings = known_ws
+    from warehouse import workspace
+    from warehouse.db import transaction
+
+    lead, ann, bob = make_client(app), make_client(app), make_client(app)
+    csrf = login(lead, "lee")
+    login(ann, "ann")
+    login(bob, "bob")
+    resp = lead.post("/conflicts/resolve", data={"csrf_token": csrf, "record_id": r["r4"], "stage": "title_abstract",
+                                                 "decision": "exclude", "reason": "not primary research"})
+    assert resp.status_code == 200
+    with transaction(settings.db_path) as con:  # as journal.py writes it when the warehouse refuses bob's vote
+        workspace.audit(con, "bob", "decision.refused", "record", r["r6"],
+                        {"client_token": "bob-secret-token", "error": "no record", "decided_at": "2024-01-01"})
+
+    lead_events = _events(lead.get("/audit").text)
+    assert "conflict.resolve" in lead_events and "not primary research" in lead_events  # the lead sees everything
+    assert "decision.refused" in lead_events and "bob-secret-token" in lead_events
+    for who, client in (("ann", ann), ("bob", bob)):
+        html = client.get("/audit").text
+        events = _events(html)
+        assert "conflict.resolve" not in events and "not primary research" not in events, who
+        assert "&#34;decision&#34;" not in events and "exclude" not in events, who
+        assert f"<td>{who}</td><td>login</td>" in events, who  # their own, decision-free events stay
+        # the record page carries no events, and the resolution row stays hidden there too
+        page = client.get(f"/records/{r['r4']}").text
+        assert "not primary research" not in page and ">resolution</span>" not in page, who
+    assert "bob-secret-token" not in _events(ann.get("/audit").text)  # another reviewer's refused vote
+    assert "bob-secret-token" in _events(bob.get("/audit").text)  # their own is theirs to see
+
+
 def test_report_files_are_served_only_from_the_reports_folder(known_ws):
     app, r, settings = known_ws
     (settings.reports_dir / "forest_secure.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
