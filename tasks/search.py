@@ -34,18 +34,30 @@ def is_transient(task, task_run, state) -> bool:
 
 
 @lru_cache(maxsize=4)
-def _source(name: str, location: str):
-    """`location` (snapshot folder or E-utilities URL) keys the cache; get_source reads the same settings."""
+def _source(name: str, configuration: str):
+    """`configuration` (see `source_configuration`) keys the cache; get_source reads the same settings."""
     from living_review.sources import get_source
 
     return get_source(name)
 
 
+def source_configuration(name: str, settings) -> str:
+    """Everything a source is built from, so a changed setting opens a new source.
+
+    The API key enters only as a hash: cache keys can end up in tracebacks and debuggers.
+    """
+    import hashlib
+
+    if name == "snapshot":
+        return str(settings.snapshot_dir)
+    key = settings.ncbi_api_key.get_secret_value() if settings.ncbi_api_key else ""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16] if key else "-"
+    return f"{settings.eutils_url}|{settings.ncbi_email or ''}|{digest}"
+
+
 def open_source(name: str):
-    """The source by name; the snapshot is loaded once per process and location."""
-    settings = get_settings()
-    location = str(settings.snapshot_dir) if name == "snapshot" else settings.eutils_url
-    return _source(name, location)
+    """The source by name, loaded once per process and configuration (the snapshot is costly to open)."""
+    return _source(name, source_configuration(name, get_settings()))
 
 
 def _db():
