@@ -2,8 +2,10 @@
 
 Vectorizer fitted on the whole pool (unsupervised), classifier on screened records only, Platt
 probabilities for display and planning. A record without any text cannot be told apart by its
-features, so its defined score is the estimated prevalence (the share of includes among screened
-records with text, shrunk towards 1/2 by one pseudo-record each way): it is kept and ranked, never dropped.
+features, so its defined score is the lower-bound prevalence, includes found / records in the pool
+(one pseudo-record each way): it is kept and ranked, never dropped, and it comes up once the calibrated
+probability at the head of the queue falls to that rate — the rule `simulate` benchmarks (`empties_due`).
+The share of includes among *screened* records would be far too high: the ranking screens includes first.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class RankingModel:
         d, sim = self.classifier_.decision_function(pool_X), _max_sim(pool_X, self.include_rows_)
         self.blend_stats_ = (float(d.mean()), float(d.std() or 1.0), float(sim.mean()), float(sim.std() or 1.0))
         self.platt_ = self._calibrate(Xt, yt) if calibrate else None
-        self.empty_score_ = float((yt.sum() + 1) / (len(yt) + 2))
+        self.empty_score_ = float((y.sum() + 1) / (len(pool) + 2))
         self.n_train_ = int(len(y))
         self.n_includes_ = int(y.sum())
         return self

@@ -97,11 +97,12 @@ def test_classifier_ranks_relevant_text_first_and_probabilities_are_probabilitie
         RelevanceClassifier().fit(X[:2], [1, 1])
 
 
-def test_ranking_model_scores_no_text_records_with_the_smoothed_prevalence():
+def test_ranking_model_scores_no_text_records_with_the_lower_bound_prevalence():
     fields = RecordFields(TITLES, ABSTRACTS)
     m = RankingModel().fit(fields, [0, 1, 3, 4, 5], [1, 1, 0, 0, 0])
     s = m.score(fields)
-    assert s[6] == pytest.approx((2 + 1) / (5 + 2))
+    # includes found / records in the pool, not the include-rich share among the screened (2/5)
+    assert s[6] == pytest.approx((2 + 1) / (len(TITLES) + 2))
     assert s[2] > s[4]
     assert m.card()["library_versions"]["scikit-learn"]
 
