@@ -214,4 +214,18 @@ def test_review_in_the_browser(lr_home):
         lee.goto(base + "/progress")
         expect(lee.locator("#nightly")).to_contain_text("completed")
         shot(lee, "11-progress")
+
+        # --- one record's history: the lead sees both votes and the resolution, a reviewer only their own
+        lee.goto(base + f"/records/{a_rec}")
+        history = lee.locator("#decisions")
+        for who in ("ann", "bob", "lee"):
+            expect(history).to_contain_text(who)
+        expect(history.locator(".tag", has_text="resolution")).to_have_count(1)
+        shot(lee, "12-record-history-lead", full_page=True)
+        bob.goto(base + f"/records/{a_rec}")
+        history = bob.locator("#decisions")
+        expect(history).to_contain_text("bob")
+        expect(history).not_to_contain_text("ann")
+        expect(history.locator(".tag", has_text="resolution")).to_have_count(0)
+        shot(bob, "13-record-history-reviewer")
         browser.close()
