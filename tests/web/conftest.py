@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support.web_app import add_reviewer, fixture_records, nightly_append, record_ids_by_pmid
+from support.web_app import add_reviewer, build_known_warehouse, fixture_records, nightly_append, record_ids_by_pmid
 
 
 @dataclass
@@ -51,3 +51,25 @@ def ws(lr_home, template_warehouse) -> Workspace:
     shutil.copyfile(template_warehouse, settings.db_path)
     config = load_review(settings.config_path)
     return Workspace(create_app(settings, config), settings.db_path, record_ids_by_pmid(settings.db_path), settings, config)
+
+
+@pytest.fixture(scope="module")
+def known_template(tmp_path_factory):
+    """A warehouse with known decisions and outcome data (`build_known_warehouse`), built once per module."""
+    db = tmp_path_factory.mktemp("known-web") / "warehouse.duckdb"
+    r = build_known_warehouse(db)
+    for name, role in (("ann", "reviewer"), ("bob", "reviewer"), ("lee", "lead")):
+        add_reviewer(db, name, role)
+    return db, r
+
+
+@pytest.fixture
+def known_ws(lr_home, known_template):
+    """(app, known values, settings) over a fresh copy of `known_template`."""
+    from living_review.settings import get_settings
+    from living_review.web.app import create_app
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    shutil.copyfile(known_template[0], settings.db_path)
+    return create_app(settings), known_template[1], settings

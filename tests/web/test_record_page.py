@@ -4,38 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 
-import pytest
 
-from support.web_app import build_known_warehouse, decide, fixture_records, login, make_client, nightly_append, \
+from support.web_app import decide, fixture_records, login, make_client, nightly_append, \
     record_ids_by_pmid
 
 SCRIPT_TITLE = '<script>alert("title")</script> Attachment & <b>security</b> in "foster" care'
 SCRIPT_ABSTRACT = ("BACKGROUND: <img src=x onerror=alert(1)> secure attachment & sensitivity.\n"
                    "METHODS: randomised; a < b && c > d; </p><script>alert('abstract')</script>")
-
-
-@pytest.fixture(scope="module")
-def known_template(tmp_path_factory):
-    from support.web_app import add_reviewer
-
-    db = tmp_path_factory.mktemp("record-page") / "warehouse.duckdb"
-    r = build_known_warehouse(db)
-    for name, role in (("ann", "reviewer"), ("bob", "reviewer"), ("lee", "lead")):
-        add_reviewer(db, name, role)
-    return db, r
-
-
-@pytest.fixture
-def known_ws(lr_home, known_template):
-    from living_review.settings import get_settings
-    from living_review.web.app import create_app
-
-    settings = get_settings()
-    settings.ensure_dirs()
-    shutil.copyfile(known_template[0], settings.db_path)
-    return create_app(settings), known_template[1], settings
 
 
 def _rows(db, sql, params=()):

@@ -4,33 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
-
-import pytest
-
-from support.web_app import build_known_warehouse, login, make_client
 
 
-@pytest.fixture(scope="module")
-def known_template(tmp_path_factory):
-    from support.web_app import add_reviewer
-
-    db = tmp_path_factory.mktemp("known-web") / "warehouse.duckdb"
-    r = build_known_warehouse(db)
-    for name, role in (("ann", "reviewer"), ("bob", "reviewer"), ("lee", "lead")):
-        add_reviewer(db, name, role)
-    return db, r
-
-
-@pytest.fixture
-def known_ws(lr_home, known_template):
-    from living_review.settings import get_settings
-    from living_review.web.app import create_app
-
-    settings = get_settings()
-    settings.ensure_dirs()
-    shutil.copyfile(known_template[0], settings.db_path)
-    return create_app(settings), known_template[1], settings
+from support.web_app import login, make_client
 
 
 def test_prisma_page_and_svg_match_the_warehouse(known_ws):
