@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,16 @@ class Settings(BaseSettings):
         default=5, ge=1, le=100_000, validation_alias="LIVING_REVIEW_LOGIN_MAX_FAILURES_PER_ADDRESS"
     )
     login_window_seconds: int = Field(default=900, ge=1, le=7 * 86_400, validation_alias="LIVING_REVIEW_LOGIN_WINDOW")
+    # Notifications (living_review/notify.py): the saved Prefect notification block to send through,
+    # as "<block-type-slug>/<block-name>" (e.g. "slack-webhook/review-team"); unset = no notifications.
+    notify_block: str | None = Field(default=None, validation_alias="LIVING_REVIEW_NOTIFY_BLOCK")
+    # Also send a one-line digest after every successful nightly run (off by default).
+    notify_success: bool = Field(default=False, validation_alias="LIVING_REVIEW_NOTIFY_SUCCESS")
+
+    @field_validator("notify_block", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else (value.strip() if isinstance(value, str) else value)
 
     @property
     def db_path(self) -> Path:
