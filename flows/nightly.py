@@ -9,13 +9,15 @@ from datetime import date
 
 from prefect import flow, get_run_logger
 
+from flows.notifications import notify_night_digest, notify_run_failed
 from flows.search import search_strategy
 from living_review.config import load_review
 from tasks.search import close_nightly_run, open_nightly_run, prepare_warehouse
 from tasks.summary import publish_run_summary
 
 
-@flow(name="nightly-update", log_prints=True)
+@flow(name="nightly-update", log_prints=True, on_failure=[notify_run_failed], on_crashed=[notify_run_failed],
+      on_completion=[notify_night_digest])
 def nightly_update(source: str = "snapshot", today: date | None = None) -> dict:
     """Search → dedupe → append (per strategy) → rank → pool → summary artifact."""
     from flows.pool import refresh_pooled_effects

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.notifications import notify_conclusions_changed, notify_run_failed
 from living_review import pooling
 from tasks.pool import (compute_pooled_effects, gather_evidence, publish_whats_new, render_pooling_plots,
                         store_evidence_version)
@@ -12,7 +13,8 @@ COMPACT_FIELDS = ("changed", "evidence_version", "previous_version", "analyses",
                   "diff_summary", "message", "fingerprint", "trigger")
 
 
-@flow(name="refresh-pooled-effects", log_prints=True)
+@flow(name="refresh-pooled-effects", log_prints=True, on_failure=[notify_run_failed],
+      on_crashed=[notify_run_failed], on_completion=[notify_conclusions_changed])
 def refresh_pooled_effects(db_path: str | None = None, config_path: str | None = None, trigger: str = "nightly",
                            plots: bool = True) -> dict:
     """Gather → (unchanged: stop) → compute → plot → store → What's new artifact. Returns a small summary."""
