@@ -11,19 +11,9 @@ import pytest
 
 from support.live_server import free_port
 from support.pooling import import_synthetic, synthetic_config, synthetic_config_path
-from support.webhook_server import WebhookServer
+from support.webhook_server import WebhookServer, save_webhook_block
 
 API_KEY = "lrkey-5f0c2a9e71d34b8b"  # invented; must never reach a notification
-
-
-def _save_block(url: str) -> str:
-    """A CustomWebhookNotificationBlock posting {"subject", "text"} to `url`; returns its slug/name."""
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock
-
-    name = f"lr-test-{uuid.uuid4().hex[:10]}"
-    CustomWebhookNotificationBlock(name="living-review tests", url=url,
-                                   json_data={"subject": "{{subject}}", "text": "{{body}}"}).save(name)
-    return f"custom-webhook/{name}"
 
 
 @pytest.fixture
@@ -37,7 +27,7 @@ def night_env(prefect_harness, lr_home, monkeypatch):
 @pytest.fixture
 def webhook(night_env, monkeypatch):
     with WebhookServer() as server:
-        monkeypatch.setenv("LIVING_REVIEW_NOTIFY_BLOCK", _save_block(server.url))
+        monkeypatch.setenv("LIVING_REVIEW_NOTIFY_BLOCK", save_webhook_block(server.url))
         yield server
 
 
@@ -189,7 +179,7 @@ def test_unset_setting_sends_nothing_and_the_flow_still_completes(night_env, tmp
     from flows.nightly import nightly_update
 
     with WebhookServer() as server:
-        _save_block(server.url)  # a block exists, but no setting names it
+        save_webhook_block(server.url)  # a block exists, but no setting names it
         monkeypatch.setenv("LIVING_REVIEW_NOTIFY_SUCCESS", "true")
         assert nightly_update(source="snapshot")["status"] == "completed"
         _break_snapshot(tmp_path, monkeypatch)
@@ -204,9 +194,9 @@ def test_broken_delivery_does_not_change_a_failed_nights_state(night_env, tmp_pa
 
     with WebhookServer(status=500) as server:
         if receiver == "http-500":
-            block = _save_block(server.url)
+            block = save_webhook_block(server.url)
         elif receiver == "connection-refused":
-            block = _save_block(f"http://127.0.0.1:{free_port()}/hook")
+            block = save_webhook_block(f"http://127.0.0.1:{free_port()}/hook")
         else:
             block = "custom-webhook/no-such-block-" + uuid.uuid4().hex[:8]
         monkeypatch.setenv("LIVING_REVIEW_NOTIFY_BLOCK", block)

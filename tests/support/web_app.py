@@ -41,6 +41,17 @@ def add_reviewer(db_path, name: str, role: str = "reviewer", password: str = PAS
         workspace.add_reviewer(con, name, password, role)
 
 
+def include_at_full_text(db, record_id, reviewers=("ann", "bob")) -> None:
+    """Both reviewers include the record at title/abstract and at full text: it can be extracted."""
+    from warehouse import screening
+    from warehouse.db import transaction
+
+    with transaction(db) as con:
+        for stage in ("title_abstract", "full_text"):
+            for who in reviewers:
+                screening.append_decision(con, record_id, who, stage, "include")
+
+
 def record_ids_by_pmid(db_path) -> dict[str, int]:
     from warehouse.db import connect
 
