@@ -6,7 +6,9 @@ Attached in the flow decorators:
                             on_completion          → notify_night_digest (only if LIVING_REVIEW_NOTIFY_SUCCESS)
     refresh-pooled-effects  on_failure, on_crashed → notify_run_failed (top-level runs only: inside a
                                                      nightly run the nightly's own failure reports it)
-                            on_completion          → notify_conclusions_changed
+                            on_completion          → notify_conclusions_changed (the versions this run
+                                                     stored; a version saved from the reviewers' workspace
+                                                     is the web app's to report, see living_review.pooling)
 
 Hooks run in the flow's process after its final state is set. Each returns at once when
 LIVING_REVIEW_NOTIFY_BLOCK is unset, and none raises: a problem is a warning in the run's log and
@@ -100,21 +102,10 @@ def notify_night_digest(flow, flow_run, state, settings, logger) -> None:
 @_hook
 def notify_conclusions_changed(flow, flow_run, state, settings, logger) -> None:
     """After a refresh that stored a new evidence version with conclusion flags: which analyses
-    changed, old → new estimate and CI (read back from the two stored versions)."""
-    summary = _result(state)
-    if not isinstance(summary, dict) or not summary.get("changed") or not summary.get("conclusions_changed"):
-        return
-    version, previous = summary.get("evidence_version"), summary.get("previous_version")
-    if previous is None:
-        return  # a first pooled analysis is not a change of conclusion
-    from warehouse.db import connect
-    from warehouse.pooling import results_of_version
+    changed, old → new estimate and CI. The same call the web app makes after an extraction save
+    (living_review.pooling.notify_conclusions_changed), each for the versions it stored itself."""
+    from living_review import pooling
 
     db_path = (flow_run.parameters or {}).get("db_path") or settings.db_path
-    with connect(db_path) as con:
-        old = results_of_version(con, int(previous), studies=False)
-        new = results_of_version(con, int(version), studies=False)
-    message = notify.conclusions_changed(flow.name, flow_run.name, flow_run.id, int(version), int(previous), old, new,
-                                         _url(flow_run))
-    if message is not None:
-        notify.send(message, settings, logger)
+    pooling.notify_conclusions_changed(_result(state), notify.run_origin(flow.name, flow_run.name, flow_run.id),
+                                       db_path=db_path, settings=settings, url=_url(flow_run), logger=logger)

@@ -2,15 +2,19 @@
 
 Two halves, kept apart so the formatting is tested in milliseconds without Prefect:
 
-- **Formatting** (pure): `run_failed`, `conclusions_changed`, `night_digest` build a `Message`
-  (subject + a few lines of body); `first_line`, `scrub`, `effect`, `changed_conclusions` help.
+- **Formatting** (pure): `run_failed`, `conclusions_changed` (or `conclusions_changed_by` any
+  origin), `night_digest` build a `Message` (subject + a few lines of body); `first_line`, `scrub`,
+  `effect`, `changed_conclusions` help.
 - **Delivery**: `send(message)` loads the block named by `LIVING_REVIEW_NOTIFY_BLOCK`
   ("<block-type-slug>/<block-name>", e.g. "custom-webhook/review-team" or "slack-webhook/ops"),
   scrubs every secret of the settings out of the text and calls the block's `notify`. Unset setting:
   nothing is sent and nothing is said. Any failure (no such block, HTTP 500, refused connection) is
   logged as a warning and `send` returns False: a notification never fails or hides a run's result.
 
-The Prefect state hooks that call these live in flows/notifications.py.
+The Prefect state hooks that call these live in flows/notifications.py. A new evidence version whose
+conclusions changed is reported by `living_review.pooling.notify_conclusions_changed`, called once by
+whatever stored the version: the refresh-pooled-effects flow's completion hook, or the web app after
+an extraction save (in the background, after the reviewer has the response).
 """
 
 from __future__ import annotations
@@ -109,17 +113,30 @@ def changed_conclusions(old_results: list[dict], new_results: list[dict]) -> lis
     return sorted(out, key=lambda c: not (c["analysis"] == "primary" and not c["subgroup"]))
 
 
+def run_origin(flow_name: str, run_name: str, run_id) -> str:
+    """Where a flow run's message comes from: 'refresh-pooled-effects run calm-heron (<id>)'."""
+    return f"{flow_name} {_run(run_name, run_id)}"
+
+
 def conclusions_changed(flow_name: str, run_name: str, run_id, version: int, previous_version: int | None,
                         old_results: list[dict], new_results: list[dict], url: str | None = None) -> Message | None:
-    """Which analyses' conclusions changed between two evidence versions, old → new effect; None
-    when nothing changed or this is the first version (a first estimate is not a change)."""
+    """`conclusions_changed_by` for a version stored by a flow run."""
+    return conclusions_changed_by(run_origin(flow_name, run_name, run_id), version, previous_version,
+                                  old_results, new_results, url)
+
+
+def conclusions_changed_by(origin: str, version: int, previous_version: int | None, old_results: list[dict],
+                           new_results: list[dict], url: str | None = None) -> Message | None:
+    """Which analyses' conclusions changed between two evidence versions, old → new effect, and what
+    stored the new one (`origin`: a flow run, a save in the reviewers' workspace); None when nothing
+    changed or this is the first version (a first estimate is not a change)."""
     if previous_version is None:
         return None
     changes = changed_conclusions(old_results, new_results)
     if not changes:
         return None
     lines = [f"Pooled conclusions changed in evidence version {version} (was version {previous_version}); "
-             f"{flow_name} {_run(run_name, run_id)}."]
+             f"{origin}."]
     for c in changes[:MAX_CHANGES_LISTED]:
         label = c["analysis_id"] + (f" [{c['subgroup']}]" if c["subgroup"] else "")
         text = f"- {label}: {c['old'] or 'no earlier estimate'} → {c['new']}"

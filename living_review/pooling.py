@@ -10,6 +10,11 @@
 
 Unchanged fingerprint: nothing is written. No outcome data at all: nothing is written and the
 summary says so plainly.
+
+`notify_conclusions_changed(summary, origin)` tells maintainers which conclusions a newly stored
+version changed. Whatever stored the version calls it once with the refresh's summary: the
+refresh-pooled-effects flow's completion hook (flows/notifications.py), the web app after an
+extraction save. `refresh_pooled_effects_now` itself sends nothing.
 """
 
 from __future__ import annotations
@@ -270,6 +275,49 @@ def refresh_pooled_effects_now(db_path=None, config=None, *, trigger: str = "man
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         return summary
     raise RuntimeError("could not store a pooled-effects version: other refreshes kept writing first")
+
+
+# ---------------------------------------------------------------------------------------------
+# Telling maintainers
+
+
+def notify_conclusions_changed(summary: dict | None, origin: str, *, db_path=None, settings=None,
+                               url: str | None = None, logger: logging.Logger | logging.LoggerAdapter | None = None
+                               ) -> bool:
+    """Send "pooled conclusions changed" for the evidence version a refresh just stored, if any of its
+    conclusions changed; True when sent.
+
+    `summary`: what the refresh returned (`refresh_pooled_effects_now`'s, or the flow's compact one);
+    `origin`: what stored the version, for the message ("refresh-pooled-effects run ...", "extraction
+    of ... saved by ann in the reviewers' workspace"). The old and new results are read back from the
+    warehouse (`db_path`, default the settings'). Nothing happens (False) when LIVING_REVIEW_NOTIFY_BLOCK
+    is unset, the evidence was unchanged, the version is the first, or no conclusion flag is set.
+    Never raises: a problem is a warning on `logger`.
+    """
+    from living_review import notify
+
+    logger = logger or log
+    try:
+        if settings is None:
+            from living_review.settings import get_settings
+
+            settings = get_settings()
+        if not settings.notify_block or not isinstance(summary, dict):
+            return False
+        version, previous = summary.get("evidence_version"), summary.get("previous_version")
+        if not summary.get("changed") or not summary.get("conclusions_changed") or version is None or previous is None:
+            return False
+        from warehouse.db import connect
+        from warehouse.pooling import results_of_version
+
+        with connect(Path(db_path) if db_path else settings.db_path) as con:
+            old = results_of_version(con, int(previous), studies=False)
+            new = results_of_version(con, int(version), studies=False)
+        message = notify.conclusions_changed_by(origin, int(version), int(previous), old, new, url)
+        return message is not None and notify.send(message, settings, logger)
+    except Exception as exc:  # noqa: BLE001 - a notification never fails what it reports on
+        logger.warning("notification not sent: %s", notify.scrub(notify.first_line(f"{type(exc).__name__}: {exc}")))
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

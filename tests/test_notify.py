@@ -175,3 +175,51 @@ def test_send_scrubs_every_secret_and_reports_failure_as_a_warning(monkeypatch, 
     (record,) = caplog.records
     assert record.levelno == logging.WARNING and "notification not sent" in record.getMessage()
     assert "custom-webhook/x" in record.getMessage() and "sekret-555" not in record.getMessage()
+
+
+def test_conclusion_message_names_what_stored_the_version():
+    old = [_result("secure:primary", 0.30, 0.05, 0.55, pval=0.02)]
+    new = [_result("secure:primary", -0.10, -0.45, 0.25, changed=True, reasons=["CI now crosses the null"])]
+    origin = "extraction of fossella-2013 saved by ann in the reviewers' workspace"
+    msg = notify.conclusions_changed_by(origin, 5, 4, old, new)
+    assert msg.subject == "living review: pooled conclusions changed (evidence version 5)"
+    assert msg.body.splitlines()[0] == f"Pooled conclusions changed in evidence version 5 (was version 4); {origin}."
+    assert notify.conclusions_changed("refresh-pooled-effects", "calm-heron", RUN_ID, 5, 4, old, new) == \
+        notify.conclusions_changed_by(f"refresh-pooled-effects run calm-heron ({RUN_ID})", 5, 4, old, new)
+    assert notify.run_origin("refresh-pooled-effects", "calm-heron", RUN_ID) == \
+        f"refresh-pooled-effects run calm-heron ({RUN_ID})"
+
+
+@pytest.mark.parametrize("summary", [
+    None,
+    {"changed": False, "evidence_version": 3, "conclusions_changed": 0},                        # unchanged evidence
+    {"changed": True, "evidence_version": 1, "previous_version": None, "conclusions_changed": 2},  # first version
+    {"changed": True, "evidence_version": 4, "previous_version": 3, "conclusions_changed": 0},     # nothing flipped
+])
+def test_pooling_notify_reads_nothing_and_sends_nothing_without_a_conclusion_change(monkeypatch, tmp_path, summary):
+    from living_review import pooling
+
+    monkeypatch.setenv("LIVING_REVIEW_NOTIFY_BLOCK", "custom-webhook/x")
+    monkeypatch.setattr(notify, "send", lambda *a, **k: pytest.fail("nothing should be sent"))
+    missing = tmp_path / "no-such-dir" / "warehouse.duckdb"  # any read of the warehouse would fail loudly
+    monkeypatch.setattr(notify, "scrub", lambda *a, **k: pytest.fail("no warning expected"))
+    assert pooling.notify_conclusions_changed(summary, "origin", db_path=missing) is False
+
+
+def test_pooling_notify_is_silent_when_no_block_is_named(monkeypatch):
+    from living_review import pooling
+
+    monkeypatch.delenv("LIVING_REVIEW_NOTIFY_BLOCK", raising=False)
+    monkeypatch.setattr(notify, "send", lambda *a, **k: pytest.fail("nothing should be sent"))
+    summary = {"changed": True, "evidence_version": 4, "previous_version": 3, "conclusions_changed": 2}
+    assert pooling.notify_conclusions_changed(summary, "origin", db_path="/nonexistent/w.duckdb") is False
+
+
+def test_pooling_notify_never_raises(monkeypatch, tmp_path, caplog):
+    from living_review import pooling
+
+    monkeypatch.setenv("LIVING_REVIEW_NOTIFY_BLOCK", "custom-webhook/x")
+    summary = {"changed": True, "evidence_version": 4, "previous_version": 3, "conclusions_changed": 2}
+    with caplog.at_level(logging.WARNING):
+        assert pooling.notify_conclusions_changed(summary, "origin", db_path=tmp_path / "nope" / "w.duckdb") is False
+    assert "notification not sent" in caplog.text

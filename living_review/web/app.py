@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -748,12 +749,22 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             return render(request, "extract_form.html", ctx, 400)
         changed = counts.get("added", 0) + counts.get("corrected", 0)
         message = f"Saved {study['study_id']}: {counts.get('added', 0)} added, {counts.get('corrected', 0)} corrected."
+        stored: list[dict] = []  # the summary of the evidence version this save's refresh stored, if any
         if changed:
             _, note = await run_in_threadpool(lambda: integrations.refresh_pooled_effects(
-                db_path=db_path, config=config, reports_dir=settings.reports_dir, trigger="web"))
+                db_path=db_path, config=config, reports_dir=settings.reports_dir, trigger="web",
+                on_new_version=stored.append))
             message += f" {note}."
         flash(request, message)
-        return RedirectResponse(f"/extract/{rid}", status_code=303)
+        response = RedirectResponse(f"/extract/{rid}", status_code=303)
+        if stored and settings.notify_block:
+            # This app stored the version, outside any flow: it tells maintainers if conclusions changed,
+            # after the response is sent (loading the Prefect block and the HTTP call never hold up the
+            # reviewer; a failure is a warning in the log).
+            origin = f"extraction of {study['study_id']} saved by {ctx['user'].name} in the reviewers' workspace"
+            response.background = BackgroundTask(integrations.notify_conclusions_changed, stored[-1], origin,
+                                                 db_path=db_path, settings=settings)
+        return response
 
     # ---------------------------------------------------------------- results, PRISMA, audit, exports
 

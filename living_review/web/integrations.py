@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger("living_review.web")
 
@@ -63,11 +63,12 @@ def pooled_results(con) -> list[dict] | None:
     return list(res or [])
 
 
-def refresh_pooled_effects(**kwargs) -> tuple[bool, str]:
+def refresh_pooled_effects(*, on_new_version: Callable[[dict], Any] | None = None, **kwargs) -> tuple[bool, str]:
     """Re-pool now (plain function, no Prefect); (done, message for the reviewer).
 
     kwargs go to `living_review.pooling.refresh_pooled_effects_now` (db_path, config, reports_dir,
-    trigger) so the app's own warehouse is refreshed, whatever the environment says.
+    trigger) so the app's own warehouse is refreshed, whatever the environment says. When the
+    refresh stored a new evidence version, `on_new_version(summary)` is called with its summary.
     """
     mod = _module("living_review.pooling")
     fn = getattr(mod, "refresh_pooled_effects_now", None) if mod else None
@@ -80,4 +81,13 @@ def refresh_pooled_effects(**kwargs) -> tuple[bool, str]:
         return False, "saved; re-pooling failed and will be retried by the nightly run"
     if isinstance(summary, dict) and summary.get("changed") is False:
         return True, "pooled results unchanged"
+    if on_new_version is not None and isinstance(summary, dict):
+        on_new_version(summary)
     return True, "pooled results refreshed"
+
+
+def notify_conclusions_changed(summary: dict, origin: str, **kwargs) -> bool:
+    """`living_review.pooling.notify_conclusions_changed` (db_path, settings in kwargs); False when the
+    capability is absent or anything fails: a notification never reaches the reviewer's page."""
+    ok, sent = _call("living_review.pooling", "notify_conclusions_changed", summary, origin, **kwargs)
+    return bool(ok and sent)
