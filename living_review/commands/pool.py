@@ -21,9 +21,10 @@ def run(args) -> int:
 
     try:
         if args.no_flow:
-            from living_review.pooling import refresh_pooled_effects_now
+            from living_review.pooling import notify_conclusions_changed, refresh_pooled_effects_now
 
             summary = refresh_pooled_effects_now(trigger="manual", plots=not args.no_plots)
+            notify_conclusions_changed(summary, "living-review pool --no-flow")  # the flow's hook does it otherwise
         else:
             from flows.pool import refresh_pooled_effects
 

@@ -221,3 +221,29 @@ def test_broken_webhook_does_not_change_a_completed_nights_result(webhook, monke
     assert summary["status"] == "completed" and summary["new_records"] > 0
     assert len(webhook.posts) == 1  # it was tried once, answered 500, and the night stays completed
     assert "notification not sent" in _run_logs(state.state_details.flow_run_id)
+
+
+def test_pool_without_the_flow_notifies_a_changed_conclusion_once(webhook, tmp_path, monkeypatch):
+    from living_review.cli import main
+    from living_review.settings import get_settings
+    from warehouse.db import transaction
+    from warehouse.evidence import save_outcomes, save_study
+
+    config_path = synthetic_config_path(tmp_path, outcomes=["secure"], sensitivity=False)
+    monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(config_path))
+    config = synthetic_config(tmp_path, outcomes=["secure"], sensitivity=False)
+    db = get_settings().db_path
+    import_synthetic(db, config)
+    assert main(["pool", "--no-flow", "--no-plots", "--json"]) == 0
+    assert webhook.posts == []  # the first pooled analysis
+
+    with transaction(db) as con:  # the same invented large trial pointing the other way
+        save_study(con, {"study_id": "synthetic-z", "label": "Synthetic Z", "intervention": "group"}, config)
+        save_outcomes(con, [{"study_id": "synthetic-z", "outcome": "secure", "events_int": 40, "n_int": 300,
+                             "events_ctl": 160, "n_ctl": 300}], config)
+    assert main(["pool", "--no-flow", "--no-plots", "--json"]) == 0
+    (post,) = webhook.posts
+    text = post.json["subject"] + "\n" + post.json["text"]
+    assert "living-review pool --no-flow" in text and "secure:primary" in text
+    assert main(["pool", "--no-flow", "--no-plots", "--json"]) == 0
+    assert len(webhook.posts) == 1  # unchanged evidence: nothing more
