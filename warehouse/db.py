@@ -122,7 +122,7 @@ def _open_duckdb(key: str) -> duckdb.DuckDBPyConnection:
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(key)
+            con = duckdb.connect(key)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
@@ -132,6 +132,11 @@ def _open_duckdb(key: str) -> duckdb.DuckDBPyConnection:
                     f"(gave up after {FOREIGN_LOCK_TIMEOUT_S:.0f} s): {exc}") from exc
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
+            continue
+        # Every stored time is UTC: DuckDB's current_timestamp would otherwise be cast to the server's
+        # local time, while the web journal and Python code write UTC, and histories sort by these times.
+        con.execute("SET TimeZone = 'UTC'")
+        return con
 
 
 @contextmanager

@@ -272,3 +272,25 @@ def test_foreign_holder_is_waited_for_then_reported(wh, monkeypatch):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_times_are_stored_in_utc_whatever_the_servers_time_zone(tmp_path):
+    """current_timestamp defaults must agree with the UTC times the web journal writes, or histories
+    that sort decisions by time put an undo before the decision it undid (on any non-UTC server)."""
+    repo = Path(__file__).resolve().parents[2]
+    script = (
+        "import sys\n"
+        "from warehouse import db\n"
+        "with db.transaction(sys.argv[1]) as con:\n"
+        "    con.execute('CREATE TABLE t (stamped TIMESTAMP DEFAULT current_timestamp, x INTEGER)')\n"
+        "    con.execute('INSERT INTO t (x) VALUES (1)')\n"
+        "    print(con.execute('SELECT stamped FROM t').fetchone()[0].isoformat())\n"
+    )
+    env = {**os.environ, "TZ": "America/New_York", "PYTHONPATH": str(repo)}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "tz.duckdb")], env=env, cwd=repo,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    from datetime import datetime, timezone
+
+    stored = datetime.fromisoformat(out)
+    utc_now = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert abs((utc_now - stored).total_seconds()) < 120  # New York local time would be 4–5 hours off
