@@ -19,5 +19,8 @@ def run(args) -> int:
     settings = get_settings()
     app = create_app(settings)
     print(f"living-review workspace on http://{args.host}:{args.port}/  (warehouse {settings.db_path})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # proxy_headers=False: the client address is the socket's peer. uvicorn would otherwise take it
+    # from X-Forwarded-For on loopback connections, and any client could then pick a fresh address
+    # for every attempt and step around the per-address login limit.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, proxy_headers=False)
     return 0

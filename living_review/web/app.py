@@ -51,7 +51,8 @@ SESSION_COOKIE = "lr_session"
 SESSION_MAX_AGE = 12 * 3600
 # Audit-log actions whose details carry nobody's screening decision; the rest (conflict.resolve,
 # decision.refused and any added later) are blinded like decision rows: the actor and leads see them.
-DECISION_FREE_EVENTS = frozenset({"login", "login.failed", "logout", "reviewer.add", "reviewer.passwd",
+# login.failed is not here: the name typed may be a password typed into the wrong box (leads only)
+DECISION_FREE_EVENTS = frozenset({"login", "logout", "reviewer.add", "reviewer.passwd",
                                   "reviewer.role", "export", "extraction.save"})
 
 
@@ -176,6 +177,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         journal.start()  # whatever a previous run left journalled goes to the warehouse now
         yield
         await run_in_threadpool(journal.close)
+        await run_in_threadpool(throttle.close)
 
     app = FastAPI(title="Living review workspace", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     env = jinja2.Environment(

@@ -218,3 +218,37 @@ def test_a_server_fault_while_checking_the_password_is_not_counted_as_a_failure(
         assert _try(c, "ann", PASSWORD).status_code == 500
     monkeypatch.setattr(workspace, "authenticate", real)
     assert _try(c, "ann", PASSWORD).status_code == 303
+
+
+def test_ui_command_takes_the_client_address_from_the_socket_not_forwarded_headers(lr_home, monkeypatch):
+    """uvicorn's default trusts X-Forwarded-For on loopback: a client could then pick a fresh address
+    for every attempt and step around the per-address limit."""
+    import uvicorn
+
+    from living_review.cli import main
+    from living_review.settings import get_settings
+    from warehouse.db import migrate
+
+    migrate(get_settings().db_path)
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    assert main(["ui", "--port", "8765"]) == 0
+    assert seen["proxy_headers"] is False and seen["host"] == "127.0.0.1"
+
+
+def test_the_app_closes_the_throttle_when_it_stops(lr_home):
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from living_review.settings import get_settings
+    from living_review.web.app import create_app
+    from warehouse.db import migrate
+
+    settings = get_settings()
+    migrate(settings.db_path)
+    app = create_app(settings)
+    with TestClient(app):
+        pass
+    with pytest.raises(sqlite3.ProgrammingError):  # closed: no connection left open per app
+        app.state.login_throttle.failures("name", "ann")

@@ -175,3 +175,20 @@ def test_an_unexpected_server_fault_shows_no_stack_trace(known_ws, monkeypatch):
     resp = c.get("/prisma")
     assert resp.status_code == 500
     assert "secret internals" not in resp.text and "Traceback" not in resp.text and "ref " in resp.text
+
+
+def test_failed_logins_are_shown_to_leads_only(known_ws):
+    from support.web_app import csrf_of
+
+    app, _, _ = known_ws
+    stranger = make_client(app)
+    page = stranger.get("/login")
+    # a password typed into the name box ends up as the failed login's name
+    resp = stranger.post("/login", data={"csrf_token": csrf_of(page.text), "name": "Correct-Horse-9",
+                                         "password": "whatever", "next": "/screen"})
+    assert resp.status_code == 401
+    lead, ann = make_client(app), make_client(app)
+    login(lead, "lee")
+    login(ann, "ann")
+    assert "Correct-Horse-9" in _events(lead.get("/audit").text)
+    assert "Correct-Horse-9" not in ann.get("/audit").text
