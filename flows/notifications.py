@@ -50,7 +50,7 @@ def _hook(fn):
                 return
             fn(flow, flow_run, state, settings, logger)
         except Exception as exc:  # noqa: BLE001 - the run's own state must not depend on its notification
-            logger.warning("notification not sent: %s", notify.scrub(notify.first_line(f"{type(exc).__name__}: {exc}")))
+            logger.warning("notification not sent: %s", notify.failure_reason(exc))
 
     return hook
 

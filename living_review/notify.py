@@ -68,6 +68,23 @@ def secrets_of(settings) -> list[str]:
     return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
 
 
+def failure_reason(exc: BaseException, settings=None) -> str:
+    """An exception as one log-safe line: every secret scrubbed from the whole text first, then cut
+    (cutting first could leave part of a secret behind). Never raises."""
+    text = f"{type(exc).__name__}: {exc}"
+    try:
+        if settings is None:
+            from living_review.settings import get_settings
+
+            settings = get_settings()
+        return first_line(scrub(text, secrets_of(settings)))
+    except Exception:  # noqa: BLE001 - a broken environment must not hide the original failure
+        try:
+            return first_line(scrub(text))
+        except Exception:  # noqa: BLE001
+            return type(exc).__name__
+
+
 def _run(run_name: str, run_id) -> str:
     return f"run {run_name} ({run_id})"
 
@@ -209,10 +226,5 @@ def send(message: Message, settings=None, logger: logging.Logger | logging.Logge
         return True
     except Exception as exc:  # noqa: BLE001 - a notification must never fail the run it reports on
         where = getattr(settings, "notify_block", None) or "LIVING_REVIEW_NOTIFY_BLOCK"
-        reason = first_line(f"{type(exc).__name__}: {exc}")
-        try:
-            reason = scrub(reason, secrets_of(settings)) if settings is not None else scrub(reason)
-        except Exception:  # noqa: BLE001
-            reason = type(exc).__name__
-        logger.warning("notification not sent through %s: %s", where, reason)
+        logger.warning("notification not sent through %s: %s", where, failure_reason(exc, settings))
         return False

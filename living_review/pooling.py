@@ -316,7 +316,7 @@ def notify_conclusions_changed(summary: dict | None, origin: str, *, db_path=Non
         message = notify.conclusions_changed_by(origin, int(version), int(previous), old, new, url)
         return message is not None and notify.send(message, settings, logger)
     except Exception as exc:  # noqa: BLE001 - a notification never fails what it reports on
-        logger.warning("notification not sent: %s", notify.scrub(notify.first_line(f"{type(exc).__name__}: {exc}")))
+        logger.warning("notification not sent: %s", notify.failure_reason(exc))
         return False
 
 

@@ -223,3 +223,15 @@ def test_pooling_notify_never_raises(monkeypatch, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert pooling.notify_conclusions_changed(summary, "origin", db_path=tmp_path / "nope" / "w.duckdb") is False
     assert "notification not sent" in caplog.text
+
+
+def test_failure_reason_scrubs_the_whole_text_before_cutting_it(lr_home, monkeypatch):
+    from living_review.notify import failure_reason
+
+    key = "k" * 40
+    monkeypatch.setenv("NCBI_API_KEY", key)
+    # the key straddles the 300-character cut: cutting first would leave its first part behind
+    exc = RuntimeError("x" * 280 + key + " and api_key=other-secret\nsecond line")
+    line = failure_reason(exc)
+    assert key[:10] not in line and "other-secret" not in line and "second line" not in line
+    assert line.startswith("RuntimeError: xxx")
