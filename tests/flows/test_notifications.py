@@ -58,6 +58,29 @@ def _run_logs(flow_run_id) -> str:
             time.sleep(0.2)
 
 
+def _synthetic_secure_trials(tmp_path, monkeypatch):
+    """The invented secure-attachment trials of tests/fixtures/pooling in the warehouse; (db, config)."""
+    from living_review.settings import get_settings
+
+    config_path = synthetic_config_path(tmp_path, outcomes=["secure"], sensitivity=False)
+    monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(config_path))
+    config = synthetic_config(tmp_path, outcomes=["secure"], sensitivity=False)
+    db = get_settings().db_path
+    import_synthetic(db, config)
+    return db, config
+
+
+def _add_a_flipping_trial(db, config) -> None:
+    """An invented large trial pointing the other way (as in tests/warehouse): the pooled CI crosses the null."""
+    from warehouse.db import transaction
+    from warehouse.evidence import save_outcomes, save_study
+
+    with transaction(db) as con:
+        save_study(con, {"study_id": "synthetic-z", "label": "Synthetic Z", "intervention": "group"}, config)
+        save_outcomes(con, [{"study_id": "synthetic-z", "outcome": "secure", "events_int": 40, "n_int": 300,
+                             "events_ctl": 160, "n_ctl": 300}], config)
+
+
 def test_failed_night_sends_one_message_with_the_error_and_without_the_api_key(webhook, tmp_path, monkeypatch):
     from flows.nightly import nightly_update
 
@@ -102,24 +125,14 @@ def test_successful_night_sends_a_digest_only_when_enabled(webhook, monkeypatch)
 
 def test_conclusion_change_sends_one_message_naming_the_outcome(webhook, tmp_path, monkeypatch):
     from flows.pool import refresh_pooled_effects
-    from living_review.settings import get_settings
-    from warehouse.db import transaction
-    from warehouse.evidence import save_outcomes, save_study
 
-    config_path = synthetic_config_path(tmp_path, outcomes=["secure"], sensitivity=False)
-    monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(config_path))
-    config = synthetic_config(tmp_path, outcomes=["secure"], sensitivity=False)
-    db = get_settings().db_path
-    import_synthetic(db, config)
+    db, config = _synthetic_secure_trials(tmp_path, monkeypatch)
 
     first = refresh_pooled_effects(plots=False)
     assert first["evidence_version"] == 1
     assert webhook.posts == []  # a first pooled analysis is not a change of conclusion
 
-    with transaction(db) as con:  # an invented large trial pointing the other way (as in tests/warehouse)
-        save_study(con, {"study_id": "synthetic-z", "label": "Synthetic Z", "intervention": "group"}, config)
-        save_outcomes(con, [{"study_id": "synthetic-z", "outcome": "secure", "events_int": 40, "n_int": 300,
-                             "events_ctl": 160, "n_ctl": 300}], config)
+    _add_a_flipping_trial(db, config)
     second = refresh_pooled_effects(plots=False)
     assert second["evidence_version"] == 2 and second["conclusions_changed"] >= 1
     (post,) = webhook.posts
@@ -225,22 +238,12 @@ def test_broken_webhook_does_not_change_a_completed_nights_result(webhook, monke
 
 def test_pool_without_the_flow_notifies_a_changed_conclusion_once(webhook, tmp_path, monkeypatch):
     from living_review.cli import main
-    from living_review.settings import get_settings
-    from warehouse.db import transaction
-    from warehouse.evidence import save_outcomes, save_study
 
-    config_path = synthetic_config_path(tmp_path, outcomes=["secure"], sensitivity=False)
-    monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(config_path))
-    config = synthetic_config(tmp_path, outcomes=["secure"], sensitivity=False)
-    db = get_settings().db_path
-    import_synthetic(db, config)
+    db, config = _synthetic_secure_trials(tmp_path, monkeypatch)
     assert main(["pool", "--no-flow", "--no-plots", "--json"]) == 0
     assert webhook.posts == []  # the first pooled analysis
 
-    with transaction(db) as con:  # the same invented large trial pointing the other way
-        save_study(con, {"study_id": "synthetic-z", "label": "Synthetic Z", "intervention": "group"}, config)
-        save_outcomes(con, [{"study_id": "synthetic-z", "outcome": "secure", "events_int": 40, "n_int": 300,
-                             "events_ctl": 160, "n_ctl": 300}], config)
+    _add_a_flipping_trial(db, config)
     assert main(["pool", "--no-flow", "--no-plots", "--json"]) == 0
     (post,) = webhook.posts
     text = post.json["subject"] + "\n" + post.json["text"]
