@@ -131,18 +131,18 @@ class DecisionJournal:
     # ------------------------------------------------------------------ flushing
 
     def pending(self, limit: int = 1000) -> list[dict]:
-        with self._lock:
-            rows = self._sql.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM journal WHERE decision_id IS NULL AND error IS NULL "
-                "ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [dict(zip(_COLUMNS, r)) for r in rows]
+        return self._pending("ORDER BY seq LIMIT ?", (limit,))
 
     def pending_for_record(self, record_id: int) -> list[dict]:
         """This record's journalled decisions not yet in the warehouse (nor refused), in journal order."""
+        return self._pending("AND record_id = ? ORDER BY seq", (int(record_id),))  # the journal_pending index
+
+    def _pending(self, rest: str, params: tuple) -> list[dict]:
+        """Rows neither written to the warehouse nor refused; `rest` narrows and orders them."""
         with self._lock:
             rows = self._sql.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM journal WHERE decision_id IS NULL AND error IS NULL "
-                "AND record_id = ? ORDER BY seq", (int(record_id),)).fetchall()  # the journal_pending index
+                f"SELECT {', '.join(_COLUMNS)} FROM journal WHERE decision_id IS NULL AND error IS NULL {rest}",
+                params).fetchall()
         return [dict(zip(_COLUMNS, r)) for r in rows]
 
     def append_pending(self, con) -> list[tuple[int, int | None, str | None]]:
