@@ -2,8 +2,8 @@
 
 Two halves, kept apart so the formatting is tested in milliseconds without Prefect:
 
-- **Formatting** (pure): `run_failed`, `conclusions_changed` (or `conclusions_changed_by` any
-  origin), `night_digest` build a `Message` (subject + a few lines of body); `first_line`, `scrub`,
+- **Formatting** (pure): `run_failed`, `conclusions_changed_by` (a flow run's origin is
+  `run_origin`), `night_digest` build a `Message` (subject + a few lines of body); `first_line`, `scrub`,
   `effect`, `changed_conclusions` help.
 - **Delivery**: `send(message)` loads the block named by `LIVING_REVIEW_NOTIFY_BLOCK`
   ("<block-type-slug>/<block-name>", e.g. "custom-webhook/review-team" or "slack-webhook/ops"),
@@ -20,15 +20,15 @@ an extraction save (in the background, after the reviewer has the response).
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable
+
+from living_review.settings import scrub_secrets as scrub  # one scrubbing rule, shared with the Entrez source
 
 log = logging.getLogger(__name__)
 
 PREFIX = "living review"
 MAX_CHANGES_LISTED = 8
-_API_KEY_PARAM = re.compile(r"(api_key=)[^&\s\"'<>]+", re.IGNORECASE)  # as living_review.sources.entrez scrubs
 _CONCLUSION_REASONS = ("direction", "significance", "CI ", "PI ")  # models.living.conclusion_flags' flags
 
 
@@ -49,15 +49,6 @@ def first_line(text: Any, limit: int = 300) -> str:
         if line:
             return line if len(line) <= limit else line[: limit - 1] + "…"
     return ""
-
-
-def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` without api_key=… query parameters and without any of the given secret values."""
-    text = _API_KEY_PARAM.sub(r"\1***", str(text))
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def secrets_of(settings) -> list[str]:
@@ -103,15 +94,10 @@ def run_failed(flow_name: str, run_name: str, run_id, state_name: str, error: st
 
 
 def effect(r: dict) -> str:
-    """'OR 1.35 (1.05 to 1.73)': ratio measures on the natural scale, others as estimated."""
-    if r.get("estimate") is None:
-        return "not estimable"
-    if r.get("exp_estimate") is not None:
-        est, lb, ub = r["exp_estimate"], r.get("exp_ci_lb"), r.get("exp_ci_ub")
-    else:
-        est, lb, ub = r["estimate"], r.get("ci_lb"), r.get("ci_ub")
-    ci = f" ({lb:.2f} to {ub:.2f})" if lb is not None and ub is not None else ""
-    return f"{r.get('measure') or 'estimate'} {est:.2f}{ci}"
+    """'OR 1.35 (1.05 to 1.73)': ratio measures on the natural scale, others as estimated, no PI."""
+    from living_review.pooling import format_effect
+
+    return format_effect(r, pi=False)
 
 
 def changed_conclusions(old_results: list[dict], new_results: list[dict]) -> list[dict]:
@@ -133,13 +119,6 @@ def changed_conclusions(old_results: list[dict], new_results: list[dict]) -> lis
 def run_origin(flow_name: str, run_name: str, run_id) -> str:
     """Where a flow run's message comes from: 'refresh-pooled-effects run calm-heron (<id>)'."""
     return f"{flow_name} {_run(run_name, run_id)}"
-
-
-def conclusions_changed(flow_name: str, run_name: str, run_id, version: int, previous_version: int | None,
-                        old_results: list[dict], new_results: list[dict], url: str | None = None) -> Message | None:
-    """`conclusions_changed_by` for a version stored by a flow run."""
-    return conclusions_changed_by(run_origin(flow_name, run_name, run_id), version, previous_version,
-                                  old_results, new_results, url)
 
 
 def conclusions_changed_by(origin: str, version: int, previous_version: int | None, old_results: list[dict],

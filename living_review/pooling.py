@@ -324,19 +324,18 @@ def notify_conclusions_changed(summary: dict | None, origin: str, *, db_path=Non
 # "What's new" (Cochrane living-review style)
 
 
-def format_effect(r: dict) -> str:
-    """'OR 1.52 (1.10 to 2.10); PI ...' on the natural scale for ratio measures."""
+def format_effect(r: dict, pi: bool = True) -> str:
+    """'OR 1.52 (1.10 to 2.10); PI ...' on the natural scale for ratio measures; `pi=False` leaves the
+    prediction interval out. A missing measure or CI is left out, not an error."""
     if r.get("estimate") is None:
         return "not estimable"
-    if r.get("exp_estimate") is not None:
-        est = f"{r['measure']} {r['exp_estimate']:.2f} ({r['exp_ci_lb']:.2f} to {r['exp_ci_ub']:.2f})"
-        if r.get("exp_pi_lb") is not None:
-            est += f"; PI {r['exp_pi_lb']:.2f} to {r['exp_pi_ub']:.2f}"
-        return est
-    est = f"{r['measure']} {r['estimate']:.2f} ({r['ci_lb']:.2f} to {r['ci_ub']:.2f})"
-    if r.get("pi_lb") is not None:
-        est += f"; PI {r['pi_lb']:.2f} to {r['pi_ub']:.2f}"
-    return est
+    p = "exp_" if r.get("exp_estimate") is not None else ""
+    text = f"{r.get('measure') or 'estimate'} {r[p + 'estimate']:.2f}"
+    if r.get(p + "ci_lb") is not None and r.get(p + "ci_ub") is not None:
+        text += f" ({r[p + 'ci_lb']:.2f} to {r[p + 'ci_ub']:.2f})"
+    if pi and r.get(p + "pi_lb") is not None:
+        text += f"; PI {r[p + 'pi_lb']:.2f} to {r[p + 'pi_ub']:.2f}"
+    return text
 
 
 def whats_new_markdown(summary: dict[str, Any], review_title: str = "") -> str:

@@ -6,6 +6,8 @@ appears in a repr, a log line or a stored run record.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -73,3 +75,16 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Settings read afresh from the environment (cheap; tests and sub-processes change it)."""
     return Settings()
+
+
+_API_KEY_PARAM = re.compile(r"(api_key=)[^&\s\"'<>]+", re.IGNORECASE)
+
+
+def scrub_secrets(text: object, secrets: Iterable[str | None] = ()) -> str:
+    """`text` without api_key=… query parameters and without any of the given secret values: the one
+    rule for everything that leaves the process (Entrez errors, notifications, their log lines)."""
+    text = _API_KEY_PARAM.sub(r"\1***", str(text))
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

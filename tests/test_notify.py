@@ -97,7 +97,7 @@ def test_changed_conclusions_pair_old_and_new_results():
                                "significance at alpha = 0.05 changed: p 0.02 -> 0.5", "CI now crosses the null"]
     assert changes[1]["old"] is None
 
-    msg = notify.conclusions_changed("refresh-pooled-effects", "calm-heron", RUN_ID, 2, 1, old, new)
+    msg = notify.conclusions_changed_by(notify.run_origin("refresh-pooled-effects", "calm-heron", RUN_ID), 2, 1, old, new)
     assert msg.subject == "living review: pooled conclusions changed (evidence version 2)"
     lines = msg.body.splitlines()
     assert "evidence version 2" in lines[0] and "version 1" in lines[0] and "calm-heron" in lines[0]
@@ -112,16 +112,16 @@ def test_changed_conclusions_pair_old_and_new_results():
 
 def test_no_conclusion_message_for_a_first_version_or_when_nothing_flipped():
     new = [_result("secure:primary", 0.3, 0.1, 0.5, changed=True, reasons=["first estimate (k = 12)"])]
-    assert notify.conclusions_changed("refresh-pooled-effects", "r", RUN_ID, 1, None, [], new) is None
+    assert notify.conclusions_changed_by(notify.run_origin("refresh-pooled-effects", "r", RUN_ID), 1, None, [], new) is None
     unchanged = [_result("secure:primary", 0.3, 0.1, 0.5, reasons=["OR 1.35 -> 1.35"])]
-    assert notify.conclusions_changed("refresh-pooled-effects", "r", RUN_ID, 2, 1, unchanged, unchanged) is None
+    assert notify.conclusions_changed_by(notify.run_origin("refresh-pooled-effects", "r", RUN_ID), 2, 1, unchanged, unchanged) is None
 
 
 def test_conclusion_message_is_bounded_and_continuous_measures_stay_on_their_scale():
     old = [_result(f"o{i}:primary", 0.3, 0.1, 0.5, measure="SMD") for i in range(12)]
     new = [_result(f"o{i}:primary", -0.2, -0.4, 0.1, measure="SMD", changed=True, reasons=["CI now crosses the null"])
            for i in range(12)]
-    msg = notify.conclusions_changed("refresh-pooled-effects", "r", RUN_ID, 3, 2, old, new)
+    msg = notify.conclusions_changed_by(notify.run_origin("refresh-pooled-effects", "r", RUN_ID), 3, 2, old, new)
     lines = msg.body.splitlines()
     assert "- o0:primary: SMD 0.30 (0.10 to 0.50) → SMD -0.20 (-0.40 to 0.10); CI now crosses the null" in lines
     assert sum(ln.startswith("- ") for ln in lines) == notify.MAX_CHANGES_LISTED
@@ -184,7 +184,7 @@ def test_conclusion_message_names_what_stored_the_version():
     msg = notify.conclusions_changed_by(origin, 5, 4, old, new)
     assert msg.subject == "living review: pooled conclusions changed (evidence version 5)"
     assert msg.body.splitlines()[0] == f"Pooled conclusions changed in evidence version 5 (was version 4); {origin}."
-    assert notify.conclusions_changed("refresh-pooled-effects", "calm-heron", RUN_ID, 5, 4, old, new) == \
+    assert notify.conclusions_changed_by(notify.run_origin("refresh-pooled-effects", "calm-heron", RUN_ID), 5, 4, old, new) == \
         notify.conclusions_changed_by(f"refresh-pooled-effects run calm-heron ({RUN_ID})", 5, 4, old, new)
     assert notify.run_origin("refresh-pooled-effects", "calm-heron", RUN_ID) == \
         f"refresh-pooled-effects run calm-heron ({RUN_ID})"

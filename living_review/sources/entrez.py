@@ -17,7 +17,6 @@ import http.client
 import io
 import logging
 import random
-import re
 import socket
 import threading
 import time
@@ -29,7 +28,7 @@ from urllib.error import HTTPError, URLError
 
 from lxml import etree
 
-from living_review.settings import NCBI_EUTILS_URL  # Bio.Entrez's hard-coded base, re-routed per call
+from living_review.settings import NCBI_EUTILS_URL, scrub_secrets  # the URL: Bio.Entrez's hard-coded base, re-routed per call
 from living_review.sources.base import (
     MAX_IDS_PER_SEARCH,
     BatchError,
@@ -220,10 +219,7 @@ class EntrezSource:
 
     def scrub(self, text: str) -> str:
         """Remove the API key from any text (URLs, error bodies) before it leaves this module."""
-        text = re.sub(r"(api_key=)[^&\s\"'<>]+", r"\1***", str(text))
-        if self.api_key:
-            text = text.replace(self.api_key, "***")
-        return text
+        return scrub_secrets(text, [self.api_key])
 
     def _call(self, what: str, function_name: str, **params) -> bytes:
         """One E-utility call with rate limiting and bounded exponential back-off."""
