@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 from scipy import sparse
+from sklearn.preprocessing import normalize
 
 _DEFAULT_PATTERN = r"(?u)\b\w\w+\b"
 # every ASCII character that is not a word character (\w = letters, digits, underscore) → space,
@@ -166,13 +167,6 @@ class FastTfidf:
             X.data += 1
         if self.idf is not None:
             X.data *= self.idf[X.indices]
-        # row L2 norms straight from the data array (cheaper than X.multiply(X).sum)
-        row_nnz = np.diff(X.indptr)
-        sq = np.zeros(X.shape[0])
-        nonempty = row_nnz > 0
-        if X.nnz:
-            sq[nonempty] = np.add.reduceat(X.data * X.data, X.indptr[:-1][nonempty])
-        norms = np.sqrt(sq)
-        norms[norms == 0] = 1
-        X.data /= np.repeat(norms, row_nnz)
+        if self.vec.norm:
+            normalize(X, norm=self.vec.norm, copy=False)  # sklearn's own row loop: bit-identical sums
         return X.astype(self.vec.dtype)

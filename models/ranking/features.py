@@ -4,7 +4,7 @@ Why blocks: a title word says more about relevance than the same word deep in an
 controlled vocabulary (MeSH, publication type) is a separate, cleaner signal that must not be
 drowned by free text. Each block is L2-normalised, scaled by its weight, and the row is
 re-normalised, so records with only some fields still live on the same scale. A record with no
-text at all gets an all-zero row (it is kept; see `has_text`).
+text at all gets an all-zero row (it is kept, and scored by a defined rule, not by the model).
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ class RecordFields:
         n = len(titles)
         if len(abstracts) != n:
             raise ValueError("titles and abstracts differ in length")
-        self.titles = [clean_text(t) for t in titles]
-        self.abstracts = [clean_text(a) for a in abstracts]
+        # used as given, like ASReview: the PubMed parser has already decoded entities and markup
+        self.titles = [t if isinstance(t, str) else "" for t in titles]
+        self.abstracts = [a if isinstance(a, str) else "" for a in abstracts]
         self.mesh = [_join_terms(m, "mesh_") for m in (mesh if mesh is not None else [None] * n)]
         self.pubtypes = [_join_terms(p, "pt_") for p in (publication_types if publication_types is not None else [None] * n)]
 
@@ -61,10 +62,6 @@ class RecordFields:
 
     def documents(self) -> list[str]:
         return [f"{t} {a}".strip() for t, a in zip(self.titles, self.abstracts)]
-
-    def has_text(self) -> np.ndarray:
-        return np.array([bool(t or a or m or p) for t, a, m, p in
-                         zip(self.titles, self.abstracts, self.mesh, self.pubtypes)])
 
 
 class RecordVectorizer(BaseEstimator, TransformerMixin):
@@ -90,8 +87,7 @@ class RecordVectorizer(BaseEstimator, TransformerMixin):
         # max_df as a share is unsafe on tiny pools (every term would be dropped)
         max_df = self.max_df if n_docs >= 20 else 1.0
         return TfidfVectorizer(ngram_range=self.ngram_range, sublinear_tf=self.sublinear_tf, min_df=self.min_df,
-                               max_df=max_df, stop_words=self.stop_words, max_features=self.max_features,
-                               dtype=np.float32)
+                               max_df=max_df, stop_words=self.stop_words, max_features=self.max_features)
 
     def fit(self, fields: RecordFields, y=None):
         self.blocks_ = []
@@ -108,9 +104,9 @@ class RecordVectorizer(BaseEstimator, TransformerMixin):
         return self
 
     def _block_specs(self, fields: RecordFields):
-        token_vec = lambda n: TfidfVectorizer(token_pattern=r"\S+", lowercase=False, sublinear_tf=True, dtype=np.float32)  # noqa: E731
+        token_vec = lambda n: TfidfVectorizer(token_pattern=r"\S+", lowercase=False, sublinear_tf=True)  # noqa: E731
         char_vec = lambda n: TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2,  # noqa: E731
-                                             max_df=0.95 if n >= 20 else 1.0, dtype=np.float32)
+                                             max_df=0.95 if n >= 20 else 1.0)
         return [
             ("text", self.text_weight, fields.documents(), self._text_vec),
             ("char", self.char_weight, fields.documents(), char_vec),
@@ -127,12 +123,12 @@ class RecordVectorizer(BaseEstimator, TransformerMixin):
         if fast is None or len(fast) != len(self.blocks_):
             fast = self.fast_ = [FastTfidf(vec) for _, _, vec in self.blocks_]
         if not self.blocks_:
-            return sparse.csr_matrix((len(fields), 0), dtype=np.float32)
+            return sparse.csr_matrix((len(fields), 0))
         if len(self.blocks_) == 1:  # one block: rows are already unit length (or empty)
-            return fast[0].transform(specs[self.blocks_[0][0]]).astype(np.float32).tocsr()
+            return fast[0].transform(specs[self.blocks_[0][0]]).tocsr()
         mats = [normalize(f.transform(specs[name])) * weight for (name, weight, _), f in zip(self.blocks_, fast)]
         X = sparse.hstack(mats, format="csr")
-        return normalize(X).astype(np.float32)
+        return normalize(X)
 
     @property
     def n_features_(self) -> int:

@@ -23,7 +23,6 @@ DEFAULT_PARAMS = {
     "vectorizer": {"ngram_range": [1, 2], "sublinear_tf": True, "min_df": 1, "max_df": 0.95, "mesh_weight": 0.5,
                    "pubtype_weight": 0.2, "title_weight": 0.0},
     "classifier": {"kind": "svm", "C": 0.11, "balance_ratio": 9.8},
-    "knn_weight": 0.3,
 }
 
 
@@ -50,16 +49,10 @@ class RankingModel:
             raise ValueError("training needs at least one include and one exclude")
         self.vectorizer_ = RecordVectorizer(**_vec_params(self.params["vectorizer"])).fit(pool)
         X = self.vectorizer_.transform(pool)[train_idx]
-        has_text = pool.has_text()[train_idx]
-        Xt, yt = X[has_text], y[has_text]
-        if not (yt == 1).any() or not (yt == 0).any():
-            Xt, yt = X, y
-        self.classifier_ = RelevanceClassifier(random_state=self.seed, **self.params["classifier"]).fit(Xt, yt)
-        self.include_rows_ = Xt[yt == 1]
-        pool_X = self.vectorizer_.transform(pool)
-        d, sim = self.classifier_.decision_function(pool_X), _max_sim(pool_X, self.include_rows_)
-        self.blend_stats_ = (float(d.mean()), float(d.std() or 1.0), float(sim.mean()), float(sim.std() or 1.0))
-        self.platt_ = self._calibrate(Xt, yt) if calibrate else None
+        # trained on every screened record, text-less ones too (all-zero rows), as `simulate` and ASReview
+        self.classifier_ = RelevanceClassifier(random_state=self.seed, **self.params["classifier"]).fit(X, y)
+        if calibrate:
+            self.classifier_.calibrate(X, y)
         self.empty_score_ = float((y.sum() + 1) / (len(pool) + 2))
         self.n_train_ = int(len(y))
         self.n_includes_ = int(y.sum())
@@ -88,42 +81,13 @@ class RankingModel:
                 _WORK = None
         else:
             parts = [self._score_part(_slice(fields, a, a + chunk)) for a in starts]
-        out = np.concatenate(parts) if parts else np.zeros(0)
-        out[~fields.has_text()] = self.empty_score_
-        return out
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def _score_part(self, part: RecordFields) -> np.ndarray:
-        v = self._blended(self.vectorizer_.transform(part))
-        if self.platt_ is not None:
-            return self.platt_.predict_proba(v.reshape(-1, 1))[:, 1]
-        # uncalibrated: a monotone squash around the training base rate (order kept)
-        base = min(max(self.empty_score_, 1e-6), 1 - 1e-6)
-        return 1 / (1 + np.exp(-(np.log(base / (1 - base)) + v)))
-
-    def _blended(self, X, clf=None, include_rows=None) -> np.ndarray:
-        """(1 − w)·z(SVM decision) + w·z(highest cosine similarity to a known include); z uses pool statistics."""
-        clf = clf or self.classifier_
-        include_rows = self.include_rows_ if include_rows is None else include_rows
-        w = float(self.params.get("knn_weight", 0.0))
-        md, sd, ms, ss = self.blend_stats_
-        out = (1 - w) * (clf.decision_function(X) - md) / sd
-        if w > 0:
-            out = out + w * (_max_sim(X, include_rows) - ms) / ss
-        return out
-
-    def _calibrate(self, Xt, yt, n_splits: int = 5):
-        """Platt scaling on out-of-fold blended scores; None when a class has fewer than 2 records."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold
-
-        k = min(n_splits, int((yt == 1).sum()), int((yt == 0).sum()))
-        if k < 2:
-            return None
-        oof = np.empty(len(yt))
-        for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=self.seed).split(np.zeros(len(yt)), yt):
-            clf = RelevanceClassifier(random_state=self.seed, **self.params["classifier"]).fit(Xt[tr], yt[tr])
-            oof[te] = self._blended(Xt[te], clf, Xt[tr][yt[tr] == 1])
-        return LogisticRegression(C=1.0).fit(oof.reshape(-1, 1), yt)
+        X = self.vectorizer_.transform(part)
+        p = self.classifier_.predict_proba(X)[:, 1]
+        p[X.getnnz(axis=1) == 0] = self.empty_score_  # no features: nothing for the model to score
+        return p
 
     def score_texts(self, titles: Sequence[str], abstracts: Sequence[str], n_jobs: int = 1) -> np.ndarray:
         return self.score(RecordFields(titles, abstracts), n_jobs=n_jobs)
@@ -136,7 +100,7 @@ class RankingModel:
 
         return {
             "params": self.params, "seed": self.seed, "n_train": self.n_train_, "n_includes": self.n_includes_,
-            "n_features": self.vectorizer_.n_features_, "calibrated": self.platt_ is not None,
+            "n_features": self.vectorizer_.n_features_, "calibrated": self.classifier_.platt_ is not None,
             "empty_score": self.empty_score_,
             "library_versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
                                  "scipy": scipy.__version__, "python": platform.python_version()},
@@ -144,13 +108,6 @@ class RankingModel:
 
 
 _WORK = None
-
-
-def _max_sim(X, include_rows) -> np.ndarray:
-    """Each row's highest cosine similarity to any known include (rows are L2-normalised)."""
-    if include_rows is None or include_rows.shape[0] == 0:
-        return np.zeros(X.shape[0])
-    return np.asarray((X @ include_rows.T).max(axis=1).todense()).ravel()
 
 
 def _score_chunk(start: int) -> np.ndarray:

@@ -28,11 +28,7 @@ class MaxWithAudit:
         audit = rng.choice(candidates, size=n_audit, replace=False) if n_audit else np.array([], dtype=int)
         rest = candidates if not n_audit else candidates[~np.isin(candidates, audit)]
         n_top = n - n_audit
-        if n_top >= len(rest):
-            top = rest[np.argsort(-scores[rest], kind="stable")]
-        else:
-            part = np.argpartition(-scores[rest], n_top - 1)[:n_top]
-            top = rest[part[np.lexsort((part, -scores[rest][part]))]]
+        top = rest[np.argsort(-scores[rest], kind="stable")[:n_top]]
         chosen = np.concatenate([top, audit]).astype(int)
         is_audit = np.concatenate([np.zeros(len(top), bool), np.ones(len(audit), bool)])
         return chosen, is_audit

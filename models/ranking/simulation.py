@@ -1,11 +1,15 @@
 """Active-learning screening simulation on a labelled dataset (the `living-review simulate` engine).
 
 Protocol (issue #4): K random includes and K random excludes chosen with the seed are screened
-first; then repeat — train on the labels revealed so far, screen the next record(s), reveal their
-labels. A label is read only when its record is screened. The model is refitted after every record
-while the training set is small and then in batches that grow with it (`batch_fraction`), which keeps
-a 6,000-record simulation fast while the order barely changes. When every include has been found the
-remaining records follow in the last model's ranked order.
+first; then repeat — train on the labels revealed so far, screen the next record, reveal its label.
+A label is read only when its record is screened. When every include has been found the remaining
+records follow in the last model's ranked order.
+
+The model is ASReview's elas_u4 (TF-IDF 1–2-grams, balanced linear SVM, refit after every record,
+highest score first), reproduced exactly: with `no_text_rule=False` the screening order equals
+ASReview 3.0.8's record for record (tests pin it). Ours adds the rule for records with no text
+(`empties_due`): instead of ranking an all-zero row at the SVM's intercept, they wait until the
+ranking finds includes more slowly than a record picked blind would.
 """
 
 from __future__ import annotations
@@ -35,14 +39,12 @@ class SimulationResult:
 
 @dataclass
 class SimulationParams:
-    empty_window: int = 50          # records without text are screened after this many screened in a row
-                                    # find includes at a rate below the lower-bound prevalence (found / N)
-    every_step_until: int = 100     # refit after every record while fewer than this are screened
-    batch_fraction: float = 0.02    # afterwards refit after ceil(fraction × screened) records
+    no_text_rule: bool = True       # False: records without text are ranked as all-zero rows (ASReview)
+    empty_window: int = 50          # records without text are screened once this many screened text
+                                    # records in a row found includes at a rate ≤ the lower-bound prevalence
     audit_fraction: float = 0.0     # random audit share of each query (0 in benchmarks, like ASReview)
-    knn_weight: float = 0.3         # blend in the highest cosine similarity to a known include
-    # tried and dropped (no gain on 8 Cohen sets, benchmarks/RESULTS-screening.md): pseudo-negatives,
-    # naive Bayes in dry spells, random exploration of a dry tail
+    # tried and dropped (benchmarks/RESULTS-screening.md): similarity-to-includes blend, batched refits,
+    # pseudo-negatives, naive Bayes in dry spells, LSA features, random exploration of a dry tail
     vectorizer: dict = field(default_factory=dict)
     classifier: dict = field(default_factory=dict)
 
@@ -76,9 +78,11 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
     if len(set(priors)) != len(priors) or any(not 0 <= i < n for i in priors):
         raise SimulationError("prior records must be distinct rows of the dataset")
     rng = np.random.default_rng(seed + 1_000_003)
+    # liblinear draws its seed from this stream once per fit, as ASReview's from np.random.seed(seed)
+    svm_random = np.random.RandomState(seed)
     fields = RecordFields(titles, abstracts, mesh, publication_types)
     X = RecordVectorizer(**params.vectorizer).fit_transform(fields)
-    no_text = ~fields.has_text()
+    no_text = X.getnnz(axis=1) == 0  # nothing for the model to score
     query = MaxWithAudit(params.audit_fraction)
 
     screened = np.zeros(n, dtype=bool)
@@ -104,24 +108,22 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
     while not screened.all():
         if found >= total_includes and n_fits:
             break  # every include found: the rest follows in ranked order
-        if no_text.any() and empties_due(order, revealed, no_text, screened, found, n, params.empty_window):
+        held_back = no_text if params.no_text_rule else np.zeros(n, dtype=bool)
+        if held_back.any() and empties_due(order, revealed, no_text, screened, found, n, params.empty_window):
             for i in np.flatnonzero(no_text & ~screened).tolist():
                 screen(i, False)
             continue
-        candidates = np.flatnonzero(~screened & ~no_text)
+        candidates = np.flatnonzero(~screened & ~held_back)
         if not len(candidates):
             candidates = np.flatnonzero(~screened)
-        train = [i for i in order if not no_text[i]]
-        ys = np.array([revealed[i] for i in train])
+        ys = np.array([revealed[i] for i in order])
         if 0 < ys.sum() < len(ys):
-            scores = fit_and_score(X, train, ys, params, seed)
+            clf = RelevanceClassifier(random_state=svm_random, **params.classifier).fit(X[order], ys)
+            scores = clf.decision_function(X)
             n_fits += 1
-            n_screened = len(order)
-            batch = 1 if n_screened < params.every_step_until else int(np.ceil(params.batch_fraction * n_screened))
         else:
             scores = rng.random(n)
-            batch = 1
-        chosen, is_audit = query.select(scores, candidates, batch, rng)
+        chosen, is_audit = query.select(scores, candidates, 1, rng)
         for i, a in zip(chosen.tolist(), is_audit.tolist()):
             screen(i, a)
     rest = np.flatnonzero(~screened)
@@ -146,20 +148,3 @@ def empties_due(order, revealed, no_text, screened, found, n, window) -> bool:
     if len(recent) < window:
         return False
     return sum(revealed[i] for i in recent) / window <= found / n
-
-
-def _z(v: np.ndarray) -> np.ndarray:
-    sd = v.std()
-    return (v - v.mean()) / sd if sd > 0 else v * 0.0
-
-
-def fit_and_score(X, train, ys, params: SimulationParams, seed: int) -> np.ndarray:
-    """Fit on the screened records and score every record."""
-    clf = RelevanceClassifier(random_state=seed, **params.classifier)
-    clf.fit(X[train], ys)
-    scores = clf.decision_function(X)
-    if params.knn_weight > 0:
-        inc = np.asarray(train)[ys == 1]
-        sims = (X @ X[inc].T).max(axis=1).toarray().ravel()
-        scores = (1 - params.knn_weight) * _z(scores) + params.knn_weight * _z(sims)
-    return scores

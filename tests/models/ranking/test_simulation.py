@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.ranking.simulation import SimulationError, simulate_screening
+from models.ranking.simulation import SimulationError, SimulationParams, empties_due, simulate_screening
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "screening" / "antihistamines_80.csv"
 
@@ -59,3 +59,44 @@ def test_fewer_includes_than_priors_is_refused(data):
         simulate_screening(t, a, y, prior_included=17)
     with pytest.raises(SimulationError):
         simulate_screening(t, a, np.where(y == 1, 2, 0))
+
+
+def test_without_the_no_text_rule_the_order_is_asreview_elas_u4s(data):
+    """The model core is elas_u4 exactly: ASReview 3.0.8's own orders on this file, seeds 1–3."""
+    import json
+
+    t, a, y = data
+    runs = json.loads((FIXTURE.parent / "asreview_elas_u4_antihistamines_80.json").read_text())["runs"]
+    for seed, run in runs.items():
+        r = simulate_screening(t, a, y, seed=int(seed), prior_idx=run["prior_rows"],
+                               params=SimulationParams(no_text_rule=False))
+        assert r.order[: len(run["order_rows"])] == run["order_rows"], f"seed {seed}"
+
+
+def test_no_text_records_are_held_back_then_screened_together(data):
+    t, a, y = data
+    no_text = [i for i in range(len(t)) if not (t[i].strip() or a[i].strip())]
+    assert len(no_text) == 3
+    r = simulate_screening(t, a, y, seed=1)
+    pos = sorted(r.order.index(i) for i in no_text)
+    assert pos == list(range(pos[0], pos[0] + 3))  # one block
+    assert pos[0] >= r.n_priors + 50  # never before a full window of text records
+
+
+def test_empties_due_compares_the_recent_include_rate_with_the_lower_bound_prevalence():
+    n = 100
+    no_text = np.zeros(n, dtype=bool)
+    no_text[99] = True
+    screened = np.zeros(n, dtype=bool)
+    order = list(range(60))
+    screened[order] = True
+
+    def due(includes_in_last_50, found=10, window=50):
+        revealed = {i: int(i >= 60 - includes_in_last_50) for i in order}
+        return empties_due(order, revealed, no_text, screened, found, n, window)
+
+    assert due(5)             # 5/50 = 0.10 ≤ 10/100
+    assert not due(6)         # 0.12 > 0.10: the ranking still beats a blind pick
+    assert not due(0, window=61)  # fewer text records than the window: too early to judge
+    screened[99] = True
+    assert not due(0)         # nothing left to screen
