@@ -85,8 +85,15 @@ class RankingModel:
 
     def _score_part(self, part: RecordFields) -> np.ndarray:
         X = self.vectorizer_.transform(part)
-        p = self.classifier_.predict_proba(X)[:, 1]
-        p[X.getnnz(axis=1) == 0] = self.empty_score_  # no features: nothing for the model to score
+        if self.classifier_.platt_ is not None:
+            p = self.classifier_.predict_proba(X)[:, 1]
+        else:
+            # uncalibrated (too few labels to cross-validate): a monotone squash centred on the prevalence
+            # bound, on the same scale as `empty_score_`, not on the include-rich share among the screened
+            base = min(max(self.empty_score_, 1e-6), 1 - 1e-6)
+            p = 1 / (1 + np.exp(-(np.log(base / (1 - base)) + self.classifier_.decision_function(X))))
+        # no known word (no text, or only words the pool never had): nothing for the model to score
+        p[X.getnnz(axis=1) == 0] = self.empty_score_
         return p
 
     def score_texts(self, titles: Sequence[str], abstracts: Sequence[str], n_jobs: int = 1) -> np.ndarray:

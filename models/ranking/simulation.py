@@ -6,8 +6,9 @@ A label is read only when its record is screened. When every include has been fo
 records follow in the last model's ranked order.
 
 The model is ASReview's elas_u4 (TF-IDF 1–2-grams, balanced linear SVM, refit after every record,
-highest score first), reproduced exactly: with `no_text_rule=False` the screening order equals
-ASReview 3.0.8's record for record (tests pin it). Ours adds the rule for records with no text
+highest score first), reproduced exactly: on title/abstract data of 20 or more records (no MeSH or
+publication-type columns, which add feature blocks) and with `no_text_rule=False`, the screening order
+equals ASReview 3.0.8's record for record (tests pin it). Ours adds the rule for records with no text
 (`empties_due`): instead of ranking an all-zero row at the SVM's intercept, they wait until the
 ranking finds includes more slowly than a record picked blind would.
 """
@@ -108,14 +109,13 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
     while not screened.all():
         if found >= total_includes and n_fits:
             break  # every include found: the rest follows in ranked order
-        held_back = no_text if params.no_text_rule else np.zeros(n, dtype=bool)
-        if held_back.any() and empties_due(order, revealed, no_text, screened, found, n, params.empty_window):
-            for i in np.flatnonzero(no_text & ~screened).tolist():
+        held_back = no_text & ~screened if params.no_text_rule else np.zeros(n, dtype=bool)
+        # the rule weighs the ranking's yield: before the first fit there is no ranking to weigh
+        if held_back.any() and n_fits and empties_due(order, revealed, no_text, screened, found, n, params.empty_window):
+            for i in np.flatnonzero(held_back).tolist():
                 screen(i, False)
             continue
-        candidates = np.flatnonzero(~screened & ~held_back)
-        if not len(candidates):
-            candidates = np.flatnonzero(~screened)
+        candidates = np.flatnonzero(~screened)  # audit picks come from all of them, held-back ones too
         ys = np.array([revealed[i] for i in order])
         if 0 < ys.sum() < len(ys):
             clf = RelevanceClassifier(random_state=svm_random, **params.classifier).fit(X[order], ys)
@@ -123,7 +123,7 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
             n_fits += 1
         else:
             scores = rng.random(n)
-        chosen, is_audit = query.select(scores, candidates, 1, rng)
+        chosen, is_audit = query.select(np.where(held_back, -np.inf, scores), candidates, 1, rng)
         for i, a in zip(chosen.tolist(), is_audit.tolist()):
             screen(i, a)
     rest = np.flatnonzero(~screened)

@@ -171,3 +171,21 @@ def test_platt_calibration_is_monotone_in_the_decision_value():
     order = np.argsort(d)
     assert np.all(np.diff(p[order]) >= -1e-12)
     assert 0 < p.mean() < 1
+
+
+def test_uncalibrated_probabilities_are_centred_on_the_prevalence_bound():
+    """One include cannot be cross-validated: the squash must sit on found/N, like the no-text score."""
+    from support.ranking_db import fixture_records
+
+    df = fixture_records()
+    fields = RecordFields(df["title"].tolist(), df["abstract"].tolist())
+    y = df["label_included"].to_numpy()
+    train = [int(np.flatnonzero(y == 1)[0])] + np.flatnonzero(y == 0)[:9].tolist()
+    m = RankingModel().fit(fields, train, y[train])
+    assert not m.card()["calibrated"]
+    s = m.score(fields)
+    rest = np.setdiff1d(np.arange(len(y)), train)
+    assert m.empty_score_ == pytest.approx(2 / (len(y) + 2))
+    # the screened share (1/10) would put nearly the whole pool above the no-text records
+    assert np.median(s[rest]) < 2 * m.empty_score_
+    assert s[train[0]] > np.median(s[rest])
