@@ -49,7 +49,10 @@ class RelevanceClassifier(BaseEstimator, ClassifierMixin):
             return LogisticRegression(C=self.C * 10, max_iter=1000)
         raise ValueError(f"unknown classifier kind {self.kind!r}")
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, prevalence: float | None = None):
+        """`prevalence`: the include rate the uncalibrated probabilities are centred on. The default, the
+        share among the training records, is far too high for a ranking's screened records (includes come
+        first); a caller that knows the pool passes its own estimate."""
         y = np.asarray(y).astype(int)
         if len(set(y.tolist())) < 2:
             raise ValueError("training needs at least one include and one exclude")
@@ -60,7 +63,7 @@ class RelevanceClassifier(BaseEstimator, ClassifierMixin):
         if self.nb_weight > 0:
             self.nb_ = MultinomialNB(alpha=self.nb_alpha).fit(X, y, sample_weight=BalancedWeights(1.2).compute_sample_weight(y))
         self.platt_ = None
-        self.base_rate_ = float(y.mean())
+        self.base_rate_ = float(y.mean()) if prevalence is None else float(prevalence)
         return self
 
     def decision_function(self, X) -> np.ndarray:

@@ -49,11 +49,13 @@ class RankingModel:
             raise ValueError("training needs at least one include and one exclude")
         self.vectorizer_ = RecordVectorizer(**_vec_params(self.params["vectorizer"])).fit(pool)
         X = self.vectorizer_.transform(pool)[train_idx]
-        # trained on every screened record, text-less ones too (all-zero rows), as `simulate` and ASReview
-        self.classifier_ = RelevanceClassifier(random_state=self.seed, **self.params["classifier"]).fit(X, y)
+        self.empty_score_ = float((y.sum() + 1) / (len(pool) + 2))
+        # trained on every screened record, text-less ones too (all-zero rows), as `simulate` and ASReview;
+        # uncalibrated probabilities sit on the same prevalence bound as `empty_score_`
+        self.classifier_ = RelevanceClassifier(random_state=self.seed, **self.params["classifier"]).fit(
+            X, y, prevalence=self.empty_score_)
         if calibrate:
             self.classifier_.calibrate(X, y)
-        self.empty_score_ = float((y.sum() + 1) / (len(pool) + 2))
         self.n_train_ = int(len(y))
         self.n_includes_ = int(y.sum())
         return self
@@ -85,13 +87,7 @@ class RankingModel:
 
     def _score_part(self, part: RecordFields) -> np.ndarray:
         X = self.vectorizer_.transform(part)
-        if self.classifier_.platt_ is not None:
-            p = self.classifier_.predict_proba(X)[:, 1]
-        else:
-            # uncalibrated (too few labels to cross-validate): a monotone squash centred on the prevalence
-            # bound, on the same scale as `empty_score_`, not on the include-rich share among the screened
-            base = min(max(self.empty_score_, 1e-6), 1 - 1e-6)
-            p = 1 / (1 + np.exp(-(np.log(base / (1 - base)) + self.classifier_.decision_function(X))))
+        p = self.classifier_.predict_proba(X)[:, 1]
         # no known word (no text, or only words the pool never had): nothing for the model to score
         p[X.getnnz(axis=1) == 0] = self.empty_score_
         return p
