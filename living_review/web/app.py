@@ -589,10 +589,9 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                 at = datetime.fromisoformat(row["decided_at"])
             except (TypeError, ValueError):
                 at = None
-            out.append({"decision_id": None, "record_id": row["record_id"], "reviewer": row["reviewer"],
-                        "stage": row["stage"], "decision": row["decision"], "reason": row["reason"],
-                        "note": row["note"], "model_version": row["model_version"], "is_resolution": False,
-                        "created_at": at, "client_token": row["client_token"], "pending": True, "seq": row["seq"]})
+            # the warehouse's decision-row shape (workspace.DECISION_KEYS); what the journal lacks is set here
+            out.append({**{k: row.get(k) for k in workspace.DECISION_KEYS}, "is_resolution": False,
+                        "created_at": at, "pending": True, "seq": row["seq"]})
         return out
 
     @app.get("/records/{record_id}")
