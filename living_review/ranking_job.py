@@ -105,6 +105,14 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
     fingerprint = training_fingerprint(labelled, hashes, params)
     unscreened = [rid for rid in ids if rid not in labelled]
 
+    pmid_pos = {r[1]: i for i, r in enumerate(recs)}
+    seed_idx = [pmid_pos[p] for p in rc.seed_pmids if p in pmid_pos]
+
+    def cold_start():
+        """Before any usable decision: similarity to the review question, search terms and seed studies."""
+        refs = [config.question.text()] + [query_terms(s.query) for s in config.strategies]
+        return cold_start_scores(fields, refs, seed_idx)
+
     model = None
     retrained = force or fingerprint != previous_fp or previous_info is None
     if not retrained and previous_info and previous_info["kind"] == "trained":
@@ -127,10 +135,7 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
                         "n_features": card["n_features"]})
         library_versions = card["library_versions"]
     else:
-        pmid_pos = {r[1]: i for i, r in enumerate(recs)}
-        seed_idx = [pmid_pos[p] for p in rc.seed_pmids if p in pmid_pos]
-        refs = [config.question.text()] + [query_terms(s.query) for s in config.strategies]
-        probs = cold_start_scores(fields, refs, seed_idx)
+        probs = cold_start()
         metrics["seed_studies_found"] = len(seed_idx)
         import platform
 
@@ -156,9 +161,20 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
     rows = _interleave(prob_unscreened, audit_pending, audit_fraction)
 
     # audited records count as a random sample of what the ranking has not reached: those it has
-    # passed (scored at or above the head of the queue) are left out (models/recall.py)
-    head = max((p for rid, p in prob_unscreened.items() if rid not in audit_pending), default=float("-inf"))
-    audited_done = [rid for rid in labelled if keys[rid] < audit_fraction and float(probs[pos[rid]]) < head]
+    # passed (scored at or above the head of the queue) are left out (models/recall.py). "Passed" is
+    # judged by a ranking blind to the audit's labels: the queue's model learnt them, and in-sample it
+    # scores every audited include high, which would empty the sample of its hits and lift the bound.
+    audited = {rid: y for rid, y in labelled.items() if keys[rid] < audit_fraction}
+    audited_done = []
+    if audited:
+        blind = {rid: y for rid, y in labelled.items() if rid not in audited}
+        if 0 < sum(blind.values()) < len(blind):
+            judge = RankingModel(seed=0, params=DEFAULT_PARAMS).fit(
+                fields, [pos[r] for r in blind], list(blind.values()), calibrate=False).score(fields)
+        else:
+            judge = cold_start()
+        head = max((judge[pos[rid]] for rid in unscreened if rid not in audit_pending), default=float("-inf"))
+        audited_done = [rid for rid in audited if judge[pos[rid]] < head]
     estimate = estimate_recall(found=n_inc, audited=len(audited_done),
                                audit_hits=sum(labelled[r] for r in audited_done), screened=len(labelled),
                                unscreened=len(unscreened), target=rc.recall_target, confidence=rc.confidence).to_dict()

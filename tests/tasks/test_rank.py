@@ -101,6 +101,35 @@ def test_recall_estimate_counts_audit_records_by_their_key(warehouse):
     assert rec["recall_lower_bound"] == 0.0  # nothing found yet: no recall to claim
 
 
+@pytest.mark.parametrize("fraction", [0.2, 0.3, 0.5])
+def test_recall_bound_is_not_lifted_by_the_model_learning_the_audit_labels(warehouse, fraction):
+    """Reviewers screened exactly the random audit sample. A model trained on those labels scores the
+    audited includes high in-sample; judged by it, they would look "already passed by the ranking" and drop
+    out of the sample, leaving a hit-free sample and a bound above the true recall (the bug this pins)."""
+    from living_review import ranking_job
+    from models.recall import in_audit, recall_bound
+    from warehouse.db import transaction
+
+    settings, ids = warehouse
+    labels = {ids[f"fx{r}"]: int(y) for r, y in zip(fixture_records().record_id, fixture_records().label_included)}
+    config = load_review()
+    config.ranking.audit_fraction = fraction
+    audited = [rid for pmid, rid in ids.items() if in_audit(pmid, fraction)]
+    with transaction(settings.db_path) as con:
+        for rid in audited:
+            decide(con, rid, "include" if labels[rid] else "exclude")
+    found = sum(labels[r] for r in audited)
+    assert 0 < found < len(audited)  # the model is trained, on audit labels only
+    rec = ranking_job.run_ranking(config=config)["recall_estimate"]
+    true_recall = found / sum(labels.values())
+    assert rec["found"] == found
+    assert rec["recall_lower_bound"] <= true_recall
+    # judged blind to the audit's labels, no audited include counts as already passed by the ranking
+    assert rec["audit_hits"] == found and rec["audited"] <= len(audited)
+    assert rec["recall_lower_bound"] == pytest.approx(
+        recall_bound(found, rec["audited"], rec["audit_hits"], rec["unscreened"])[0])
+
+
 def test_prefect_task_wraps_the_job(warehouse):
     from tasks.rank import rank_unscreened
 
