@@ -8,7 +8,8 @@ plus the audited records that rank below the head of the queue. Because the keys
 and the ranking ignores the keys, the audited part A of W is a uniform random subset of W of size
 |A|. (Audited records the ranking has already passed are left out: they sit where the ranking puts
 includes, and would bias the sample. The ranking that judges "passed" must not have learnt the
-audited labels: in-sample, a model scores every audited include high and would drop it.) If A holds k includes, the number of includes in W is at most
+audited labels: in-sample, a model scores every audited include high and would drop it.) If A
+holds k includes, the number of includes in W is at most
 K⁺ = max{K : P(Hypergeom(|W|, K, |A|) ≤ k) > α} with probability ≥ 1 − α, so
 
     recall ≥ found / (found + K⁺ − k)        with confidence 1 − α.
