@@ -32,6 +32,8 @@ def refresh_pooled_effects(db_path: str | None = None, config_path: str | None =
             store_evidence_version(db, computed, trigger)
         except pooling.ConcurrentRefresh:
             log.info("another refresh stored a version first; computing again without Prefect steps")
+            if plots:
+                pooling.discard_plots(computed, settings.reports_dir, db)
             return _compact(pooling.refresh_pooled_effects_now(db, config, trigger=trigger, plots=plots))
         summary = pooling.summarise(computed, state.previous["version"] if state.previous else None, trigger)
         summary["plots"] = written

@@ -5,7 +5,7 @@
 
 1. `gather_evidence`  read the included studies' current data, build the analysis plan, fingerprint;
 2. `compute_version`  run every declared analysis, diff against the last version, flag conclusions;
-3. `render_plots`     forest / funnel / living-history plots under reports_dir/plots/v<N>/;
+3. `render_plots`     forest / funnel / living-history plots under reports_dir/plots/v<N>-<fingerprint>/;
 4. `store_version`    one transaction: the evidence version row and every pooled result.
 
 Unchanged fingerprint: nothing is written. No outcome data at all: nothing is written and the
@@ -145,7 +145,7 @@ def render_plots(computed: ComputedVersion, config, reports_dir: Path, db_path: 
     from living_review.reports.plots import cumulative_plot, forest_plot, funnel_plot
 
     reports_dir = Path(reports_dir)
-    base = Path("plots") / f"v{computed.version}"
+    base = plot_folder(computed)
     titles = _titles(config)
     written: list[str] = []
     history_by_id: dict[str, list[dict]] = {}
@@ -200,6 +200,28 @@ def render_plots(computed: ComputedVersion, config, reports_dir: Path, db_path: 
         except Exception:  # noqa: BLE001 - a plot must never lose the numbers
             log.exception("plot for %s failed", analysis_id)
     return written
+
+
+def plot_folder(computed: ComputedVersion) -> Path:
+    """Where a computed version's plots go (relative to reports_dir). The evidence fingerprint is part
+    of the name: two refreshes racing for the same version number with different evidence never
+    draw into the same files; with the same evidence they draw the same plots."""
+    return Path("plots") / f"v{computed.version}-{computed.fingerprint[:8]}"
+
+
+def discard_plots(computed: ComputedVersion, reports_dir: Path, db_path: Path) -> None:
+    """After losing the race to store: remove this attempt's plots, unless a stored version uses them."""
+    import shutil
+
+    from warehouse.db import connect
+
+    folder = plot_folder(computed).as_posix() + "/"
+    with connect(db_path) as con:
+        used = con.execute("SELECT count(*) FROM pooled_results WHERE starts_with(forest_plot, ?) "
+                           "OR starts_with(funnel_plot, ?) OR starts_with(cumulative_plot, ?)",
+                           [folder, folder, folder]).fetchall()[0][0]
+    if not used:
+        shutil.rmtree(Path(reports_dir) / folder, ignore_errors=True)
 
 
 class ConcurrentRefresh(RuntimeError):
@@ -269,6 +291,8 @@ def refresh_pooled_effects_now(db_path=None, config=None, *, trigger: str = "man
             store_version(db_path, computed, trigger)
         except ConcurrentRefresh:
             log.info("another refresh stored a version first; recomputing (attempt %d)", attempt + 1)
+            if plots:
+                discard_plots(computed, reports_dir, db_path)
             continue
         summary = summarise(computed, state.previous["version"] if state.previous else None, trigger)
         summary["plots"] = written

@@ -25,7 +25,7 @@ def compute_pooled_effects(state: pooling.EvidenceState) -> pooling.ComputedVers
 
 @task(name="render-pooling-plots", cache_policy=NO_CACHE)
 def render_pooling_plots(computed: pooling.ComputedVersion, config, reports_dir: Path, db_path: Path) -> list[str]:
-    """Forest, funnel and living-history plots (PNG + SVG) under reports_dir/plots/v<N>/."""
+    """Forest, funnel and living-history plots (PNG + SVG) under reports_dir/plots/v<N>-<fingerprint>/."""
     return pooling.render_plots(computed, config, reports_dir, db_path)
 
 

@@ -34,7 +34,7 @@ def test_flow_pools_plots_publishes_whats_new_then_does_nothing(prefect_harness,
     assert first["changed"] and first["evidence_version"] == 1 and first["trigger"] == "nightly"
     assert [p["analysis_id"] for p in first["primary"]] == ["secure:primary"]
     assert 1.3 < first["primary"][0]["exp_estimate"] < 1.4  # invented data; exact value checked in warehouse tests
-    plots = settings.reports_dir / "plots" / "v1"
+    (plots,) = (settings.reports_dir / "plots").glob("v1-*")  # v<N>-<evidence fingerprint>
     for name in ("secure-primary-forest", "secure-primary-funnel", "secure-primary-history",
                  "secure-primary-by-intervention-forest"):
         assert (plots / f"{name}.png").stat().st_size > 0 and (plots / f"{name}.svg").exists()

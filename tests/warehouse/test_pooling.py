@@ -175,6 +175,33 @@ def test_two_studies_and_one_study_give_defined_answers(setup, tmp_path):
             assert r[f] is None or math.isfinite(r[f])
 
 
+def test_a_refresh_that_loses_the_race_leaves_the_stored_versions_plots_alone(tmp_path):
+    """Two refreshes (a nightly run, a web save) both compute version 1 from different evidence; the
+    second to store must neither overwrite the winner's plot files nor leave its own behind."""
+    from living_review import pooling
+
+    config = synthetic_config(tmp_path, outcomes=["secure"], sensitivity=False)
+    db, reports = tmp_path / "w.duckdb", tmp_path / "reports"
+    import_synthetic(db, config)
+    winner = pooling.compute_version(pooling.gather_evidence(db, config))
+    pooling.render_plots(winner, config, reports, db)
+    with transaction(db) as con:  # one more trial arrives while the first refresh is still plotting
+        save_outcomes(con, [{"study_id": "trial-h-2015", "outcome": "secure", "events_int": 17, "n_int": 18,
+                             "events_ctl": 12, "n_ctl": 18}], config)
+    loser = pooling.compute_version(pooling.gather_evidence(db, config))
+    assert (winner.version, loser.version) == (1, 1) and winner.fingerprint != loser.fingerprint
+    stored = {p: p.read_bytes() for p in reports.rglob("*") if p.is_file()}
+    pooling.render_plots(loser, config, reports, db)
+    pooling.store_version(db, winner, "nightly")
+    with pytest.raises(pooling.ConcurrentRefresh):
+        pooling.store_version(db, loser, "web")
+    pooling.discard_plots(loser, reports, db)
+    assert {p: p.read_bytes() for p in reports.rglob("*") if p.is_file()} == stored
+    with connect(db) as con:
+        for r in latest_pooled_results(con):
+            assert (reports / r["forest_plot"]).read_bytes() == stored[reports / r["forest_plot"]]
+
+
 def test_plots_are_written_and_reused_for_analyses_whose_inputs_did_not_change(tmp_path):
     config = synthetic_config(tmp_path, outcomes=["secure", "disorganised"], sensitivity=False)
     db, reports = tmp_path / "w.duckdb", tmp_path / "reports"
@@ -185,13 +212,14 @@ def test_plots_are_written_and_reused_for_analyses_whose_inputs_did_not_change(t
         save_outcomes(con, [{"study_id": "trial-h-2015", "outcome": "secure", "events_int": 17, "n_int": 18,
                              "events_ctl": 12, "n_ctl": 18}], config)
     s2 = refresh_pooled_effects_now(db, config, reports_dir=reports)
-    assert all("/v2/secure-" in p for p in s2["plots"]) and len(s2["plots"]) == 4 * 2
+    v1, v2 = f"plots/v1-{s1['fingerprint'][:8]}", f"plots/v2-{s2['fingerprint'][:8]}"
+    assert v1 != v2 and all(f"/{v2}/secure-" in p for p in s2["plots"]) and len(s2["plots"]) == 4 * 2
     with connect(db) as con:
         rows = {(r["analysis_id"], r["subgroup"]): r for r in latest_pooled_results(con)}
-    assert rows[("secure:primary", "")]["forest_plot"] == "plots/v2/secure-primary-forest.png"
-    assert rows[("secure:primary", "")]["cumulative_plot"] == "plots/v2/secure-primary-history.png"
-    assert rows[("disorganised:primary", "")]["forest_plot"] == "plots/v1/disorganised-primary-forest.png"
+    assert rows[("secure:primary", "")]["forest_plot"] == f"{v2}/secure-primary-forest.png"
+    assert rows[("secure:primary", "")]["cumulative_plot"] == f"{v2}/secure-primary-history.png"
+    assert rows[("disorganised:primary", "")]["forest_plot"] == f"{v1}/disorganised-primary-forest.png"
     assert rows[("disorganised:primary:by-intervention", "group")]["forest_plot"] == \
-        "plots/v1/disorganised-primary-by-intervention-forest.png"
+        f"{v1}/disorganised-primary-by-intervention-forest.png"
     for r in rows.values():
         assert (reports / r["forest_plot"]).exists()
