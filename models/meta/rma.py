@@ -201,8 +201,6 @@ def rma(
     k = len(y)
     if k < 1:
         raise ValueError("no studies with a defined effect size (k = 0)")
-    if np.any(v < 0):
-        v = np.maximum(v, 0)
     p = X.shape[1]
     if np.linalg.matrix_rank(X) < p:
         raise ValueError("model matrix not of full rank (a moderator is constant or redundant)")
@@ -215,8 +213,10 @@ def rma(
     if not (int_only and k == 1):
         if (p > k) if is_ee else (p + 1 > k):
             raise ValueError(f"too few studies (k = {k}) for {p} coefficients{'' if is_ee else ' plus tau2'}")
-    if np.any(v <= 0) and not is_ee:
-        raise ValueError("non-positive sampling variances: use method='EE' or fix the data")
+    if np.any(v <= 0):
+        # metafor sets negative ones to 0 and then stops on the infinite inverse-variance weight
+        raise ValueError(f"non-positive sampling variances in {int(np.sum(v <= 0))} of {k} studies: inverse-variance "
+                         "weights are undefined; check the data")
 
     converged, used_fallback = True, None
     if k == 1:

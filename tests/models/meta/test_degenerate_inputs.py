@@ -101,6 +101,9 @@ def test_paule_mandel_search_interval_too_small_falls_back():
         (lambda: rma([0.1, 0.2, 0.3], [0.1, 0.1, 0.1], mods=[1.0, 1.0, 1.0]), "full rank"),
         (lambda: rma([0.1, 0.2], [0.1, 0.1], method="XYZ"), "unknown method"),
         (lambda: rma([0.1, 0.2], [0.1, 0.0], method="DL"), "non-positive"),
+        (lambda: rma([0.1, 0.2], [0.1, 0.0], method="EE"), "non-positive"),  # was beta nan, se 0, no warning
+        (lambda: rma([0.1, 0.5, 0.3], [-0.01, 0.02, 0.03], method="REML"), "non-positive sampling variances in 1 of 3"),
+        (lambda: rma([0.1, 0.5, 0.3], [-0.01, 0.02, 0.03], method="EE"), "non-positive"),
         (lambda: escalc("OR", ai=[5], n1i=[3], ci=[1], n2i=[10]), "negative"),
         (lambda: escalc("LOGIT", yi=[1], vi=[1]), "unknown measure"),
         (lambda: rma_peto(ai=[0, 0], n1i=[10, 10], ci=[0, 0], n2i=[10, 10]), "never occurred"),
