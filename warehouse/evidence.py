@@ -146,6 +146,11 @@ def parse_outcome_rows(rows: Iterable[dict], config, known_studies: Iterable[str
                     if isinstance(values.get(ev), int) and isinstance(values.get(n), int) and values[n] > 0 \
                             and values[ev] > values[n]:
                         errs.append(RowError(rowno, ev, f"events ({values[ev]}) exceed {n} ({values[n]})"))
+            else:  # a standard deviation is undefined for a single observation (n - 1 = 0)
+                for sd, n in (("sd_int", "n_int"), ("sd_ctl", "n_ctl")):
+                    if not _blank(raw.get(sd)) and isinstance(values.get(n), int) and values[n] == 1:
+                        errs.append(RowError(rowno, n, "must be at least 2 when an SD is given "
+                                                       f"(an SD is undefined for one participant), got {values[n]}"))
         errors.extend(errs)
         if not errs and oc is not None:
             row = {"study_id": sid, "outcome": oname, "kind": oc.kind}

@@ -269,6 +269,60 @@ def queue(con, reviewer: str, stage: str, reviewers_per_record: int, scores: dic
     return ids
 
 
+class RecordFullError(screening.DecisionError):
+    """A reviewer's vote refused: the record already has its reviewers (or a lead's resolution) at that stage."""
+
+
+_STAGE_WORDS = {"title_abstract": "title/abstract", "full_text": "full text"}
+
+
+def vote_refusal(con, record_id: int, reviewer: str, stage: str, reviewers_per_record: int) -> str | None:
+    """Why `reviewer` may not add a vote on this record at this stage now, or None if they may.
+
+    A reviewer with a current vote may always change it. Anyone else is refused once the record
+    has a standing resolution, or already has `reviewers_per_record` current votes: a further vote
+    could only turn an agreement into a conflict (the queue hides such records, but two reviewers
+    can be shown the same record before either has voted).
+    """
+    reviewer = (reviewer or "").strip()
+    votes = screening.current_decisions(con, stage, record_id).get(int(record_id), {})
+    if reviewer in votes:
+        return None
+    where = _STAGE_WORDS.get(stage, stage)
+    resolved = con.execute(
+        """SELECT decision FROM screening_decisions WHERE record_id = ? AND stage = ? AND is_resolution
+           ORDER BY decision_id DESC LIMIT 1""", [int(record_id), stage]).fetchall()
+    if resolved and resolved[0][0] != "retract":
+        return f"record {record_id} has been resolved by a lead at {where}; it takes no further reviewers"
+    if len(votes) >= reviewers_per_record:
+        needs = "1 reviewer's decision" if reviewers_per_record == 1 else f"{reviewers_per_record} reviewers' decisions"
+        return f"record {record_id} already has the {needs} it needs at {where}"
+    return None
+
+
+def append_decision(con, record_id: int, reviewer: str, stage: str, decision: str, *, reviewers_per_record: int,
+                    reason: str | None = None, note: str | None = None, model_version: str | None = None,
+                    client_token: str | None = None, created_at=None) -> int:
+    """A reviewer's own vote (or undo), appended with `screening.append_decision` if the record has room.
+
+    Raises RecordFullError (a DecisionError, raised before anything is written) when `vote_refusal`
+    says no. A repeated `client_token` returns its original row, as `screening.append_decision`
+    does, even if the record has filled up since; a 'retract' is always allowed. Resolutions are a
+    lead's and go through `screening.append_decision(..., is_resolution=True)`.
+    """
+    screening._check(stage, decision)
+    if client_token:
+        row = con.execute("SELECT decision_id FROM screening_decisions WHERE client_token = ?", [client_token]).fetchall()
+        if row:
+            return int(row[0][0])
+    if decision != "retract":
+        why = vote_refusal(con, record_id, reviewer, stage, reviewers_per_record)
+        if why:
+            raise RecordFullError(why)
+    return screening.append_decision(con, record_id, reviewer, stage, decision, reason=reason, note=note,
+                                     model_version=model_version, client_token=client_token, created_at=created_at)
+
+
 def get_record(con, record_id: int) -> dict | None:
     rows = con.execute(
         """SELECT record_id, pmid, doi, title, abstract, journal, year, authors, mesh, publication_types,

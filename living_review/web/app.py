@@ -53,7 +53,7 @@ SESSION_MAX_AGE = 12 * 3600
 # decision.refused and any added later) are blinded like decision rows: the actor and leads see them.
 # login.failed is not here: the name typed may be a password typed into the wrong box (leads only)
 DECISION_FREE_EVENTS = frozenset({"login", "logout", "reviewer.add", "reviewer.passwd",
-                                  "reviewer.role", "export", "extraction.save"})
+                                  "reviewer.role", "export", "extraction.save", "outcome.retract"})
 
 
 class BadRequest(HTTPException):
@@ -159,7 +159,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     terms = list(config.screening.highlight_terms)
 
     # settings.home / "decision_journal.sqlite3"; the same file holds the published session epochs
-    journal = DecisionJournal(workspace.session_store_path(Path(db_path).resolve()), db_path)
+    journal = DecisionJournal(workspace.session_store_path(Path(db_path).resolve()), db_path,
+                              reviewers_per_record=rpr)
     turns = LockTurns(db_path, journal)
     # Failed-login counters live in the same SQLite file (see throttle.py for why not the warehouse)
     throttle = LoginThrottle(journal.path, max_failures=settings.login_max_failures,
@@ -250,8 +251,32 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         request.session.setdefault("flash", [])
         request.session["flash"] = request.session["flash"][-4:] + [[kind, message]]
 
+    JOURNALLED = "journalled"  # session key: seqs of this session's journalled decisions not yet known written
+
+    def report_refused(request: Request) -> None:
+        """Flash, once, each of this session's journalled decisions the warehouse has since refused."""
+        seqs = request.session.get(JOURNALLED)
+        if not seqs:
+            return
+        outcomes = journal.outcomes(seqs)
+        keep = []
+        for seq in seqs:
+            row = outcomes.get(seq)
+            if row is None or row["decision_id"] is not None:
+                continue
+            if row["error"]:
+                flash(request, f"Your {row['decision']} on record {row['record_id']} was not recorded: {row['error']}.",
+                      "error")
+            else:
+                keep.append(seq)  # not written yet: look again on the next page
+        if keep:
+            request.session[JOURNALLED] = keep
+        else:
+            request.session.pop(JOURNALLED, None)
+
     def render(request: Request, name: str, ctx: dict, status: int = 200) -> HTMLResponse:
         ctx = dict(ctx)
+        report_refused(request)
         ctx.setdefault("user", None)
         ctx["request"] = request
         ctx["csrf"] = csrf_token(request)
@@ -472,20 +497,33 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         if journalled is not None:
             seq, duplicate = journalled
             decision_id = journal.decision_id(seq) if duplicate else None
+            if not duplicate:  # should the warehouse refuse it when written, the next page says so
+                request.session[JOURNALLED] = (request.session.get(JOURNALLED) or [])[-49:] + [seq]
         else:  # full text, an unknown record, or a session the journal cannot vouch for: ask the warehouse
             def work(con):
                 user = require_user(request, con)
                 _eligible(con, record_id, stage)
                 version = current_model_version(con)
                 try:
-                    did = screening.append_decision(con, record_id, user.name, stage, decision, reason=reason,
-                                                    note=note, model_version=version, client_token=token)
+                    did = workspace.append_decision(con, record_id, user.name, stage, decision, reason=reason,
+                                                    note=note, model_version=version, client_token=token,
+                                                    reviewers_per_record=rpr)
+                except workspace.RecordFullError as exc:  # refused before any write: audit it, as the journal does
+                    workspace.audit(con, user.name, "decision.refused", "record", record_id,
+                                    {"client_token": token, "stage": stage, "decision": decision, "error": str(exc)})
+                    return None, str(exc)
                 except screening.DecisionError as exc:
                     raise BadRequest(str(exc)) from None
                 known_records.add(record_id)
-                return did
+                return did, None
 
-            decision_id, seq = await run_in_threadpool(turns.run, work), None
+            (decision_id, refusal), seq = await run_in_threadpool(turns.run, work), None
+            if refusal:  # the record already has its reviewers (or a resolution)
+                message = f"Your {decision} on record {record_id} was not recorded: {refusal}."
+                if wants_json(request):
+                    return JSONResponse({"error": message}, status_code=409)
+                flash(request, message, "error")
+                return RedirectResponse(f"/screen?{urlencode({'stage': stage, 'skip': skip})}", status_code=303)
         if wants_json(request):
             return JSONResponse({"status": "recorded", "decision_id": decision_id, "journal_id": seq})
         return RedirectResponse(f"/screen?{urlencode({'stage': stage, 'skip': skip})}", status_code=303)
@@ -704,10 +742,12 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
         study = {f: values.get(f"study.{f}", "").strip() for f in evidence.STUDY_COLUMNS if f != "pmid"}
         outcome_rows: list[dict] = []
         row_outcome: list[str] = []
+        blank_outcomes: list[str] = []
         for oname, names in fields.items():
             raw = {f: values.get(f"{oname}.{f}", "").strip() for f in names}
             if not any(raw.values()):
-                continue  # outcome not reported by this study
+                blank_outcomes.append(oname)  # not reported by this study, or its data withdrawn (below)
+                continue
             outcome_rows.append({"study_id": study["study_id"], "outcome": oname, **raw})
             row_outcome.append(oname)
 
@@ -727,7 +767,11 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                 raise BadRequest(f"This extraction belongs to {owner}; only a lead can edit it.", 403)
             for e in evidence.validate_study_rows([study], config, first_row=0):
                 errors.setdefault(f"study.{e.field}", e.message)
-            if not outcome_rows:
+            # an outcome emptied on the form while it has current data: that data is withdrawn (retracted);
+            # the same people who may correct it (the extraction's owner or a lead, checked above) may do so
+            current = _current_outcomes(con, existing["study_id"]) if existing else {}
+            withdraw = [o for o in blank_outcomes if o in current]
+            if not outcome_rows and not withdraw:
                 errors["outcomes"] = "enter the data of at least one outcome"
             known = evidence.known_study_ids(con) | {study["study_id"]}
             for e in evidence.validate_outcome_rows(outcome_rows, config, known, first_row=0):
@@ -741,15 +785,28 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                 return ctx, None
             created = evidence.save_study(con, study, config, created_by=user.name, record_id=rid)
             counts = evidence.save_outcomes(con, outcome_rows, config, entered_by=user.name, source="web")
+            withdrawn = []
+            for oname in withdraw:
+                entry_id = current[oname]["entry_id"]
+                if evidence.retract_outcome(con, study["study_id"], oname, entered_by=user.name,
+                                            note="withdrawn in the reviewers' workspace (all fields emptied)"):
+                    withdrawn.append(oname)
+                    workspace.audit(con, user.name, "outcome.retract", "study", study["study_id"],
+                                    {"record_id": rid, "outcome": oname, "retracted_entry_id": entry_id})
+            counts["withdrawn"] = len(withdrawn)
             workspace.audit(con, user.name, "extraction.save", "study", study["study_id"],
-                            {"record_id": rid, "study": created, **counts})
+                            {"record_id": rid, "study": created, **counts, "withdrawn_outcomes": withdrawn})
+            ctx["withdrawn"] = withdrawn
             return ctx, counts
 
         ctx, counts = await run_in_threadpool(turns.run, work)
         if counts is None:
             return render(request, "extract_form.html", ctx, 400)
-        changed = counts.get("added", 0) + counts.get("corrected", 0)
-        message = f"Saved {study['study_id']}: {counts.get('added', 0)} added, {counts.get('corrected', 0)} corrected."
+        changed = counts.get("added", 0) + counts.get("corrected", 0) + counts.get("withdrawn", 0)
+        message = f"Saved {study['study_id']}: {counts.get('added', 0)} added, {counts.get('corrected', 0)} corrected"
+        if ctx.get("withdrawn"):
+            message += f", {len(ctx['withdrawn'])} withdrawn ({', '.join(ctx['withdrawn'])})"
+        message += "."
         stored: list[dict] = []  # the summary of the evidence version this save's refresh stored, if any
         if changed:
             _, note = await run_in_threadpool(lambda: integrations.refresh_pooled_effects(

@@ -14,6 +14,11 @@ transaction committed. A crash between the two re-flushes the row, which adds no
 Read-your-writes: every page that shows decisions flushes pending rows in its own warehouse
 transaction first (`append_pending` + `mark`), so a reviewer never sees a stale queue.
 
+Refusals: a row the warehouse refuses when it is written (an unknown record; a vote on a record
+that already has its `reviewers_per_record` votes from others, or a lead's resolution, see
+`workspace.vote_refusal`) keeps its error, is audited as `decision.refused` and is never retried;
+the app tells the reviewer on their next page (`outcomes`).
+
 Sessions: the fast path cannot read `reviewers` (that needs the lock), so the same SQLite file
 holds each reviewer's published session epoch (`reviewer_sessions`, see warehouse/workspace.py).
 `reviewer passwd`/`role` publish the new epoch before their warehouse commit, and `record`
@@ -61,10 +66,13 @@ _COLUMNS = ("seq", "client_token", "record_id", "reviewer", "stage", "decision",
 
 
 class DecisionJournal:
-    def __init__(self, path: Path, db_path: Path, *, background: bool = True):
+    def __init__(self, path: Path, db_path: Path, *, background: bool = True,
+                 reviewers_per_record: int | None = None):
         self.path = Path(path)
         self.background = background  # False: only explicit flush() calls write (tests)
         self.db_path = db_path
+        # the review's reviewers_per_record: a vote beyond it is refused when written (None: not checked)
+        self.reviewers_per_record = reviewers_per_record
         self._lock = threading.Lock()
         self._sql = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._sql.execute("PRAGMA journal_mode=WAL")
@@ -149,17 +157,20 @@ class DecisionJournal:
         """Append pending rows through `con` (the caller's transaction); mark them after it commits."""
         done = []
         for row in self.pending():
+            fields = dict(reason=row["reason"], note=row["note"], model_version=row["model_version"],
+                          client_token=row["client_token"], created_at=row["decided_at"])
             try:
-                decision_id = screening.append_decision(
-                    con, row["record_id"], row["reviewer"], row["stage"], row["decision"], reason=row["reason"],
-                    note=row["note"], model_version=row["model_version"], client_token=row["client_token"],
-                    created_at=row["decided_at"])
+                if self.reviewers_per_record is None:
+                    decision_id = screening.append_decision(
+                        con, row["record_id"], row["reviewer"], row["stage"], row["decision"], **fields)
+                else:  # refused if the record already has its reviewers (workspace.vote_refusal)
+                    decision_id = workspace.append_decision(
+                        con, row["record_id"], row["reviewer"], row["stage"], row["decision"],
+                        reviewers_per_record=self.reviewers_per_record, **fields)
                 done.append((row["seq"], decision_id, None))
             except screening.DecisionError as exc:  # checked before any write: the transaction stays clean
                 log.warning("journalled decision %s refused by the warehouse: %s", row["client_token"], exc)
-                from warehouse.workspace import audit
-
-                audit(con, row["reviewer"], "decision.refused", "record", row["record_id"],
+                workspace.audit(con, row["reviewer"], "decision.refused", "record", row["record_id"],
                       {"client_token": row["client_token"], "error": str(exc), "decided_at": row["decided_at"]})
                 done.append((row["seq"], None, str(exc)))
         return done
@@ -188,6 +199,20 @@ class DecisionJournal:
         with self._lock:
             return int(self._sql.execute(
                 "SELECT count(*) FROM journal WHERE decision_id IS NULL AND error IS NULL").fetchone()[0])
+
+    def outcomes(self, seqs) -> dict[int, dict]:
+        """What became of these journal rows: seq -> {record_id, stage, decision, decision_id, error}.
+
+        A row not yet written has neither decision_id nor error; unknown seqs are left out.
+        """
+        seqs = [int(s) for s in seqs][:500]
+        if not seqs:
+            return {}
+        keys = ("seq", "record_id", "stage", "decision", "decision_id", "error")
+        with self._lock:
+            rows = self._sql.execute(f"SELECT {', '.join(keys)} FROM journal WHERE seq IN "
+                                     f"({', '.join('?' * len(seqs))})", seqs).fetchall()
+        return {int(r[0]): dict(zip(keys, r)) for r in rows}
 
     def decision_id(self, seq: int) -> int | None:
         with self._lock:

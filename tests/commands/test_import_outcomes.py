@@ -41,6 +41,19 @@ def test_bad_rows_are_all_listed_and_nothing_is_imported(home, tmp_path, capsys)
         assert con.execute("SELECT count(*) FROM studies").fetchall()[0][0] == 0
 
 
+def test_a_continuous_arm_of_one_with_an_sd_is_refused(home, tmp_path, capsys):
+    bad = tmp_path / "one.csv"
+    lines = (FIXTURES / "synthetic_outcomes.csv").read_text().splitlines()
+    assert lines[3].startswith("trial-a-2003,sensitivity,,40,,41,")
+    lines[3] = lines[3].replace(",,40,,41,", ",,1,,41,")      # line 4: n_int = 1 with an SD
+    bad.write_text("\n".join(lines) + "\n")
+    rc = main(["import-outcomes", str(bad), "--studies", str(FIXTURES / "synthetic_studies.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "1 error(s); nothing imported" in err
+    assert f"{bad}: line 4, n_int: must be at least 2 when an SD is given" in err
+    assert _outcome_rows(home / "warehouse.duckdb") == 0
+
+
 def test_missing_columns_and_unknown_outcome_kind_mismatch(home, tmp_path, capsys):
     f = tmp_path / "o.csv"
     f.write_text("study,outcome,events_int\nx,secure,1\n")

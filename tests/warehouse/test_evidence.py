@@ -137,3 +137,21 @@ def test_study_update_bumps_version_and_keeps_old(db, config):
         assert con.execute("SELECT version, intervention FROM studies WHERE study_id = 'synthetic-a'").fetchall() == \
             [(2, "VIPP")]
         assert con.execute("SELECT count(*) FROM study_versions WHERE study_id = 'synthetic-a'").fetchall()[0][0] == 2
+
+
+def test_a_continuous_arm_with_an_sd_needs_at_least_two_participants(db, config):
+    cont = {"study_id": "synthetic-a", "outcome": "sensitivity", "mean_int": "5", "sd_int": "1.2", "n_int": "1",
+            "mean_ctl": "4", "sd_ctl": "1.1", "n_ctl": "1"}
+    rows = [cont, dict(cont, study_id="synthetic-b", n_int="2", n_ctl="0")]
+    msgs = {(e.row, e.field): e.message for e in validate_outcome_rows(rows, config, {"synthetic-a", "synthetic-b"})}
+    assert msgs == {(2, "n_int"): "must be at least 2 when an SD is given (an SD is undefined for one participant), got 1",
+                    (2, "n_ctl"): "must be at least 2 when an SD is given (an SD is undefined for one participant), got 1",
+                    (3, "n_ctl"): "must be > 0, got 0"}  # one message per problem
+    with pytest.raises(EvidenceValidationError):
+        with transaction(db) as con:
+            save_outcomes(con, [cont], config)
+    with connect(db) as con:
+        assert con.execute("SELECT count(*) FROM outcome_data").fetchall()[0][0] == 0
+    # a binary arm of one child is still fine, and so is a continuous arm of two
+    assert validate_outcome_rows([dict(GOOD, events_int="1", n_int="1"), dict(cont, n_int="2", n_ctl="2")],
+                                 config, {"synthetic-a"}) == []

@@ -201,3 +201,63 @@ def test_record_history_has_versions_sources_aliases_and_decisions_in_time_order
     assert (decisions[0]["reviewer"], decisions[0]["reason"], decisions[0]["note"]) == (
         "bob", "not an RCT", "no control group")
     assert decisions[1]["model_version"] == "m1" and decisions[2]["is_resolution"]
+
+
+# --------------------------------------------------------------------------------------------
+# reviewers_per_record is enforced where a vote is appended
+
+
+@pytest.fixture
+def vote_db(tmp_path):
+    import duckdb
+
+    from support.workspace_db import insert_plain_records, make_warehouse
+
+    db = make_warehouse(tmp_path / "votes.duckdb")
+    con = duckdb.connect(str(db))
+    ids = insert_plain_records(con, [{"pmid": str(2000 + i), "title": f"t{i}", "abstract": "a"} for i in range(3)])
+    yield con, ids
+    con.close()
+
+
+def test_a_third_reviewers_vote_is_refused_once_two_have_voted(vote_db):
+    from warehouse import screening
+
+    con, (rid, other, _) = vote_db
+    first = w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=2, client_token="t-ann")
+    w.append_decision(con, rid, "bob", "title_abstract", "include", reviewers_per_record=2)
+    with pytest.raises(w.RecordFullError, match=r"already has the 2 reviewers' decisions it needs") as refused:
+        w.append_decision(con, rid, "cat", "title_abstract", "exclude", reason="not an RCT", reviewers_per_record=2)
+    assert isinstance(refused.value, screening.DecisionError)  # the journal and the app already handle these
+    assert screening.current_decisions(con, "title_abstract", rid)[rid].keys() == {"ann", "bob"}
+    assert screening.settled_decisions(con, "title_abstract", 2) == {rid: "include"}  # agreement kept
+    assert screening.conflicts(con, "title_abstract", 2) == []
+    # a replayed post of ann's original vote is still the same row, not a refusal
+    assert w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=2,
+                             client_token="t-ann") == first
+    # the voters may still change their own votes
+    w.append_decision(con, rid, "ann", "title_abstract", "maybe", reviewers_per_record=2)
+    w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=2)
+    # other records and the other stage are not affected
+    w.append_decision(con, other, "cat", "title_abstract", "include", reviewers_per_record=2)
+    w.append_decision(con, rid, "cat", "full_text", "include", reviewers_per_record=2)
+    # an undo frees the slot; then the one who left cannot come back over the new third reviewer
+    w.append_decision(con, rid, "bob", "title_abstract", "retract", reviewers_per_record=2)
+    w.append_decision(con, rid, "cat", "title_abstract", "include", reviewers_per_record=2)
+    with pytest.raises(w.RecordFullError):
+        w.append_decision(con, rid, "bob", "title_abstract", "include", reviewers_per_record=2)
+    assert screening.current_decisions(con, "title_abstract", rid)[rid].keys() == {"ann", "cat"}
+
+
+def test_a_resolved_record_takes_no_new_reviewer(vote_db):
+    from warehouse import screening
+
+    con, (_, _, rid) = vote_db
+    w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=3)
+    w.append_decision(con, rid, "bob", "title_abstract", "exclude", reason="x", reviewers_per_record=3)
+    screening.append_decision(con, rid, "lee", "title_abstract", "include", is_resolution=True)
+    with pytest.raises(w.RecordFullError, match="resolved"):
+        w.append_decision(con, rid, "cat", "title_abstract", "include", reviewers_per_record=3)
+    w.append_decision(con, rid, "bob", "title_abstract", "include", reviewers_per_record=3)  # own vote: allowed
+    screening.append_decision(con, rid, "lee", "title_abstract", "retract", is_resolution=True)
+    w.append_decision(con, rid, "cat", "title_abstract", "include", reviewers_per_record=3)  # no longer resolved

@@ -118,3 +118,67 @@ def test_missing_pooling_capability_is_a_message_not_an_error(ws, monkeypatch):
     r = c.post(f"/extract/{rid}", data=_form(csrf))
     assert r.status_code == 200 and "refresh on the next nightly run" in r.text
     assert c.get("/results").status_code == 200
+
+
+SENSITIVITY = {"sensitivity.mean_int": "4.1", "sensitivity.sd_int": "1.2", "sensitivity.n_int": "40",
+               "sensitivity.mean_ctl": "3.6", "sensitivity.sd_ctl": "1.1", "sensitivity.n_ctl": "38"}
+
+
+def test_a_continuous_arm_of_one_is_refused_next_to_its_field(ws):
+    rid = ws.ids["23435529"]
+    include_at_full_text(ws.db, rid)
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    r = c.post(f"/extract/{rid}", data=_form(csrf, **{**SENSITIVITY, "sensitivity.n_ctl": "1"}))
+    assert r.status_code == 400
+    assert re.search(r'id="err-sensitivity-n_ctl">must be at least 2 when an SD is given', r.text)
+    assert _count(ws.db, "studies") == 0 and _count(ws.db, "outcome_data") == 0
+
+
+def test_blanking_an_outcome_withdraws_its_data(ws, monkeypatch):
+    from living_review.web import integrations
+    from warehouse import evidence
+    from warehouse.db import connect
+
+    refreshed = []
+    monkeypatch.setattr(integrations, "refresh_pooled_effects",
+                        lambda **kw: (refreshed.append(kw["trigger"]) or True, "pooled results refreshed"))
+    rid = ws.ids["23435529"]
+    include_at_full_text(ws.db, rid)
+    ann, bob, lee = make_client(ws.app), make_client(ws.app), make_client(ws.app)
+    ca, cb, cl = login(ann, "ann"), login(bob, "bob"), login(lee, "lee")
+    assert ann.post(f"/extract/{rid}", data=_form(ca, **SENSITIVITY)).status_code == 200
+    assert _count(ws.db, "outcome_data") == 2 and refreshed == ["web"]
+    blank_secure = {f"secure.{f}": "" for f in ("events_int", "n_int", "events_ctl", "n_ctl")}
+    # only the extraction's owner or a lead may withdraw, as for corrections
+    r = bob.post(f"/extract/{rid}", data=_form(cb, **SENSITIVITY, **blank_secure))
+    assert r.status_code == 403 and _count(ws.db, "outcome_data") == 2
+    r = ann.post(f"/extract/{rid}", data=_form(ca, **SENSITIVITY, **blank_secure))
+    assert r.status_code == 200
+    assert "0 added, 0 corrected, 1 withdrawn (secure)" in r.text and "pooled results refreshed" in r.text
+    assert refreshed == ["web", "web"]
+    assert 'name="secure.events_int" type="text" value=""' in r.text  # the form shows it empty now
+    with connect(ws.db) as con:
+        assert set(evidence.current_entries(con)) == {("fossella-2013", "sensitivity")}
+        assert [e["outcome"] for e in evidence.current_evidence_rows(con)] == ["sensitivity"]  # what is pooled
+        history = evidence.outcome_history(con, "fossella-2013", "secure")
+        assert [(h["retracted"], h["entered_by"]) for h in history] == [(False, "ann"), (True, "ann")]
+        assert history[1]["supersedes"] == history[0]["entry_id"]
+        audits = con.execute("SELECT actor, entity_id, CAST(detail AS VARCHAR) FROM audit_log "
+                             "WHERE action = 'outcome.retract'").fetchall()
+        assert [(a, e) for a, e, _ in audits] == [("ann", "fossella-2013")] and '"secure"' in audits[0][2]
+        # disorganised was never entered: blank and untouched, nothing is appended for it
+        assert evidence.outcome_history(con, "fossella-2013", "disorganised") == []
+    # saving the same blank form again withdraws nothing more and refreshes nothing
+    r = ann.post(f"/extract/{rid}", data=_form(ca, **SENSITIVITY, **blank_secure))
+    assert r.status_code == 200 and "withdrawn" not in r.text and refreshed == ["web", "web"]
+    # a lead may withdraw the last outcome too: the study then has no current data
+    blank_sens = {k: "" for k in SENSITIVITY}
+    r = lee.post(f"/extract/{rid}", data=_form(cl, **blank_sens, **blank_secure))
+    assert r.status_code == 200 and "1 withdrawn (sensitivity)" in r.text
+    assert _count(ws.db, "outcome_data") == 4
+    with connect(ws.db) as con:
+        assert evidence.current_entries(con) == {}
+        assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'outcome.retract'").fetchall() == [(2,)]
+    r = lee.post(f"/extract/{rid}", data=_form(cl, **blank_sens, **blank_secure))  # nothing left to withdraw
+    assert r.status_code == 400 and "at least one outcome" in r.text

@@ -151,3 +151,17 @@ def test_an_epoch_published_before_a_failed_commit_only_sends_decisions_the_slow
     with connect(db) as con:
         assert workspace.get_reviewer(con, "cy").session_epoch == epoch  # the warehouse kept the old epoch
     assert reopened.record(**_entry(r["r4"], "tok-f1"), session_epoch=epoch) is None
+
+
+def test_a_vote_beyond_reviewers_per_record_is_refused_when_written(wh, tmp_path):
+    db, r, _ = wh
+    journal = DecisionJournal(tmp_path / "capped.sqlite3", db, background=False, reviewers_per_record=2)
+    journal.record(**_entry(r["r6"], "tok-third", decision="exclude"))  # ann and bob already agreed: include
+    journal.record(**_entry(r["r4"], "tok-bob-again", decision="include", reviewer="bob"))  # bob changes his own
+    journal.flush()
+    assert journal.pending_count() == 0
+    err = journal._sql.execute("SELECT error FROM journal WHERE client_token = 'tok-third'").fetchone()[0]
+    assert "already has the 2 reviewers' decisions it needs" in err
+    assert _rows(db, "SELECT count(*) FROM screening_decisions WHERE client_token = 'tok-third'") == [(0,)]
+    assert _rows(db, "SELECT count(*) FROM screening_decisions WHERE client_token = 'tok-bob-again'") == [(1,)]
+    assert _rows(db, "SELECT actor, entity_id FROM audit_log WHERE action = 'decision.refused'") == [("cy", str(r["r6"]))]

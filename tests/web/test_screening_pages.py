@@ -222,3 +222,62 @@ def test_real_ranking_state_orders_the_queue_stamps_decisions_and_shows_recall(w
     assert _rows(ws, "SELECT model_version FROM screening_decisions WHERE client_token = 'ranked-1'") == [("tfidf-test-1",)]
     progress = c.get("/progress").text
     assert "≥ 93.0%" in progress and "95% confidence" in progress and "tfidf-test-1" in progress
+
+
+def test_a_third_reviewer_cannot_turn_an_agreement_into_a_conflict(ws):
+    """ann, bob and cat are all shown the same record; cat's vote, the third, is refused and cat is told."""
+    import re
+
+    from support.web_app import add_reviewer
+    from warehouse import screening, workspace
+    from warehouse.db import connect
+
+    add_reviewer(ws.db, "cat")
+    clients = {n: make_client(ws.app) for n in ("ann", "bob", "cat")}
+    csrf = {n: login(c, n) for n, c in clients.items()}
+    shown = {n: _screen_record_id(c)[0] for n, c in clients.items()}
+    rid = shown["ann"]
+    assert rid is not None and shown == {"ann": rid, "bob": rid, "cat": rid}  # opened at the same time
+    reason = ws.config.screening.exclusion_reasons[0]
+    assert decide(clients["ann"], csrf["ann"], rid, "include").status_code == 303
+    assert decide(clients["bob"], csrf["bob"], rid, "include").status_code == 303
+    assert decide(clients["cat"], csrf["cat"], rid, "exclude", reason=reason, token="tok-cat").status_code == 303
+    next_for_cat, html = _screen_record_id(clients["cat"])
+    assert re.search(r'class="flash error"[^>]*>Your exclude on record \d+ was not recorded: .*already has the 2 '
+                     r"reviewers&#39; decisions it needs", html), html
+    assert next_for_cat != rid  # and the queue does not offer it again
+    assert "was not recorded" not in clients["cat"].get("/screen").text  # told once
+    ws.flush()
+    with connect(ws.db) as con:
+        assert screening.current_decisions(con, "title_abstract", rid)[rid] == {"ann": ("include", None),
+                                                                              "bob": ("include", None)}
+        assert screening.settled_decisions(con, "title_abstract", 2)[rid] == "include"
+        assert rid not in {c.record_id for c in screening.conflicts(con, "title_abstract", 2)}
+        assert rid in workspace.eligible_for_stage(con, "full_text", 2)  # still goes on to full text
+        refused = con.execute("SELECT actor, entity_id, CAST(detail AS VARCHAR) FROM audit_log "
+                              "WHERE action = 'decision.refused'").fetchall()
+    assert len(refused) == 1 and refused[0][:2] == ("cat", str(rid)) and "tok-cat" in refused[0][2]
+    # bob may still change his own vote
+    assert decide(clients["bob"], csrf["bob"], rid, "maybe").status_code == 303
+    assert _current(ws, rid, "bob") == ("maybe", None)
+
+
+def test_a_third_full_text_vote_is_refused_at_once(ws):
+    """Full-text decisions go straight to the warehouse: the refusal is the answer to the post."""
+    from support.web_app import add_reviewer, include_at_full_text
+
+    add_reviewer(ws.db, "cat")
+    rid = ws.ids["9997"]
+    include_at_full_text(ws.db, rid)  # ann and bob: include at both stages
+    cat = make_client(ws.app)
+    csrf = login(cat, "cat")
+    assert _screen_record_id(cat, stage="full_text")[0] != rid  # not offered: it has its two reviewers
+    r = decide(cat, csrf, rid, "include", stage="full_text")
+    assert r.status_code == 303 and "stage=full_text" in r.headers["location"]
+    page = cat.get(r.headers["location"]).text
+    assert "Your include on record" in page and "was not recorded" in page
+    j = cat.post("/decide", data={"csrf_token": csrf, "record_id": rid, "stage": "full_text", "decision": "maybe"},
+                 headers={"accept": "application/json"})
+    assert j.status_code == 409 and "already has the 2 reviewers" in j.json()["error"]
+    assert _rows(ws, "SELECT count(*) FROM screening_decisions WHERE reviewer = 'cat'") == [(0,)]
+    assert _rows(ws, "SELECT count(*) FROM audit_log WHERE action = 'decision.refused' AND actor = 'cat'") == [(2,)]
