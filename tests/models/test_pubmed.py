@@ -313,9 +313,8 @@ def test_truncation_inside_a_reference_list_still_fails():
         list(iter_records(cut))
 
 
-@pytest.mark.skipif(not SHARED_PUBMED.is_dir(), reason="../shared is not present")
 def test_mathml_formula_is_flattened_without_layout_spaces():
-    record = next(iter_records(SHARED_PUBMED / "biopython" / "Entrez" / "pubmed6.xml"))
+    record = next(iter_records(FIXTURES / "parser" / "pubmed6.xml"))
     assert record.pmid == "30108519"
     assert "maximal oxygen uptake ( V.O2max ) 67.6 ± 4.1 ml·kg-1·min-1]" in record.abstract
     assert record.title.startswith('A "Blood Relationship" Between the Overlooked Minimum Lactate Equivalent')
