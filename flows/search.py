@@ -2,6 +2,13 @@
 
 The window is committed only when every batch is stored, so a failed night is resumed from the
 last committed window and refetches only the PMIDs still missing.
+
+A PMID the search found but EFetch did not return, even after the batch's retries, does not hold
+the window back (PubMed stops serving deleted or withdrawn records, and a window that could never
+be committed would block the strategy for good). It is kept in `unreturned_pmids` before the window
+is committed, named in the run's warnings, and asked for again on each later night
+(`ask_again_for_unreturned`) until it is stored, or given up after
+`warehouse.records.UNRETURNED_MAX_MISSES` misses (kept, marked 'abandoned', and said so).
 """
 
 from __future__ import annotations
@@ -20,24 +27,31 @@ from tasks.search import (
     commit_window,
     fetch_batch,
     link_known_records,
+    note_unreturned,
+    pending_unreturned,
+    pmid_list,
     plan_window,
     post_pmids,
+    resolve_unreturned,
     search_pubmed,
     select_new_pmids,
     start_search_run,
 )
+
+_COUNTS = ("new", "duplicates", "updated", "unchanged")
 
 
 @flow(name="search-strategy", flow_run_name="search-{strategy_name}")
 def search_strategy(strategy_name: str, source: str, nightly_id: int, today: date | None = None) -> dict:
     strategy = load_review().strategy(strategy_name)
     window = plan_window(strategy, today)
-    return _combine(strategy_name, search_window(strategy, window, source, nightly_id))
+    parts = search_window(strategy, window, source, nightly_id)
+    return _combine(strategy_name, parts + ask_again_for_unreturned(strategy, source, nightly_id))
 
 
 def search_window(strategy: Strategy, window: Window, source: str, nightly_id: int) -> list[dict]:
     settings = get_settings()
-    retrying = {"retries": settings.task_retries, "retry_delay_seconds": settings.task_retry_delay_seconds}
+    retrying = _retrying(settings)
     run_id = start_search_run(nightly_id, strategy, window, source)
     try:
         result = search_pubmed.with_options(**retrying)(source, strategy.query, window)
@@ -46,38 +60,117 @@ def search_window(strategy: Strategy, window: Window, source: str, nightly_id: i
         close_search_run(run_id, "failed", 0, [], error=message)
         raise SearchFailed(message) from exc
     if needs_split(result.count):
-        close_search_run(run_id, "split", result.count, result.warnings)
+        # The parent run is closed as completed with found = 0: its hits are found (and counted)
+        # again by the halves, and `living-review status` sums `found` over the night's runs.
+        note = f"window {window}: {result.count} hits, more than one search can retrieve: split into two halves"
+        close_search_run(run_id, "completed", 0, [note])
         first, second = window.halves()
-        return search_window(strategy, first, source, nightly_id) + search_window(strategy, second, source, nightly_id)
+        parts = search_window(strategy, first, source, nightly_id) + search_window(strategy, second, source, nightly_id)
+        parts[0]["warnings"].insert(0, note)
+        return parts
 
     new = select_new_pmids(result.pmids)
     new_set = set(new)  # built once: a window holds up to 10,000 PMIDs
     link_known_records(run_id, strategy.name, [p for p in result.pmids if p not in new_set])
+    history = result.history if new and len(new) == len(result.pmids) and result.history else None
+    counts, returned = _fetch_and_append(run_id, strategy, source, new, history, f"window {window}",
+                                         result.count, result.warnings)
+    warnings = list(result.warnings)
+    missing = [p for p in new if p not in returned]
+    if missing:  # kept before the window is committed: nothing is lost if the night dies here
+        warnings += _unreturned_warnings(f"window {window}", run_id, strategy, missing, len(new), window, settings)
+    commit_window(strategy.name, window, run_id)
+    close_search_run(run_id, "completed", result.count, warnings)
+    return [{"window": str(window), "found": result.count, "fetched": len(returned & new_set),
+             "already_known": result.count - len(new), "not_returned": len(missing), "asked_again": 0,
+             "warnings": warnings, **counts}]
+
+
+def ask_again_for_unreturned(strategy: Strategy, source: str, nightly_id: int) -> list[dict]:
+    """Fetch by PMID what earlier nights' EFetch did not return (one search run, found = 0).
+
+    The run's window spans the windows that found them; nothing is committed. PMIDs stored since
+    (by any strategy) are linked to this strategy and resolved without being fetched.
+    """
+    pending = pending_unreturned(strategy.name, nightly_id)
+    if not pending:
+        return []
+    settings = get_settings()
+    pmids = [p for p, _, _ in pending]
+    starts = [s for _, s, _ in pending if s is not None]
+    ends = [e for _, _, e in pending if e is not None]
+    span = Window(min(starts), max(ends)) if starts and ends else None
+    run_id = start_search_run(nightly_id, strategy, span, source)
+    new = select_new_pmids(pmids)
+    new_set = set(new)
+    link_known_records(run_id, strategy.name, [p for p in pmids if p not in new_set])
+    what = f"{len(pmids)} PMIDs not returned on an earlier night"
+    counts, returned = _fetch_and_append(run_id, strategy, source, new, None, what, 0, [])
+    missing = [p for p in new if p not in returned]
+    warnings = [f"asked again for {what}: {len(returned & new_set)} returned now"]
+    if missing:
+        warnings += _unreturned_warnings("asked again", run_id, strategy, missing, len(new), span, settings)
+    resolve_unreturned()
+    close_search_run(run_id, "completed", 0, warnings)
+    return [{"window": f"{span or 'earlier windows'} (asked again)", "found": 0,
+             "fetched": len(returned & new_set), "already_known": 0, "not_returned": len(missing),
+             "asked_again": len(pmids), "warnings": warnings, **counts}]
+
+
+def _fetch_and_append(run_id: str, strategy: Strategy, source: str, pmids: list[str], history, what: str,
+                      found: int, search_warnings: list[str]) -> tuple[dict, set[str]]:
+    """Fetch `pmids` in batches (posting them unless `history` already holds exactly them) and append
+    each batch; return the append counts and the PMIDs EFetch returned. A failing batch closes the
+    run as failed and raises SearchFailed naming the strategy, `what` and the batch."""
+    settings = get_settings()
+    retrying = _retrying(settings)
     batch_size = settings.fetch_batch_size
-    counts = {"new": 0, "duplicates": 0, "updated": 0, "unchanged": 0}
+    counts = dict.fromkeys(_COUNTS, 0)
+    returned: set[str] = set()
     batch_no, retstart = 0, 0
     try:
-        if new:
-            history = result.history if len(new) == len(result.pmids) and result.history else post_pmids.with_options(**retrying)(source, new)
-            for batch_no, retstart in enumerate(range(0, len(new), batch_size)):
-                records = fetch_batch.with_options(**retrying)(source, history, retstart, batch_size)
+        if pmids:
+            history = history or post_pmids.with_options(**retrying)(source, pmids)
+            for batch_no, retstart in enumerate(range(0, len(pmids), batch_size)):
+                expected = pmids[retstart: retstart + batch_size]
+                records = fetch_batch.with_options(**retrying)(source, history, retstart, batch_size, expected)
+                returned.update(r.pmid for r in records)
                 for key, n in append_batch(run_id, strategy.name, records).items():
                     counts[key] += n
     except Exception as exc:
-        where = (f"strategy {strategy.name}, window {window}, batch {batch_no} "
-                 f"(records {retstart + 1}-{min(retstart + batch_size, len(new))} of {len(new)} new)")
-        close_search_run(run_id, "failed", result.count, result.warnings, error=f"{where}: {exc}")
+        where = (f"strategy {strategy.name}, {what}, batch {batch_no} "
+                 f"(records {retstart + 1}-{min(retstart + batch_size, len(pmids))} of {len(pmids)} new)")
+        close_search_run(run_id, "failed", found, search_warnings, error=f"{where}: {exc}")
         raise SearchFailed(f"{where}: {exc}") from exc
-    commit_window(strategy.name, window, run_id)
-    close_search_run(run_id, "completed", result.count, result.warnings)
-    return [{"window": str(window), "found": result.count, "fetched": len(new),
-             "already_known": result.count - len(new), "warnings": list(result.warnings), **counts}]
+    return counts, returned
+
+
+def _unreturned_warnings(what: str, run_id: str, strategy: Strategy, missing: list[str], asked: int,
+                         window: Window | None, settings) -> list[str]:
+    """Keep the missing PMIDs (unreturned_pmids) and say so, naming those given up now."""
+    abandoned = note_unreturned(run_id, strategy.name, missing, window)
+    gone = set(abandoned)
+    pending = [p for p in missing if p not in gone]
+    tries = settings.task_retries + 1
+    warnings = []
+    if pending:
+        warnings.append(f"{what}: {len(pending)} of {asked} PMIDs asked for were not returned by EFetch "
+                        f"({tries} tries): {pmid_list(pending)}; kept in unreturned_pmids, asked for again next night")
+    if abandoned:
+        warnings.append(f"{what}: {len(abandoned)} of {asked} PMIDs asked for were not returned by EFetch "
+                        f"({tries} tries) and are given up after being asked for on several nights: "
+                        f"{pmid_list(abandoned)}; kept in unreturned_pmids as abandoned")
+    return warnings
+
+
+def _retrying(settings) -> dict:
+    return {"retries": settings.task_retries, "retry_delay_seconds": settings.task_retry_delay_seconds}
 
 
 def _combine(strategy: str, parts: list[dict]) -> dict:
     total = {"strategy": strategy, "windows": [p["window"] for p in parts], "warnings": []}
-    for key in ("found", "fetched", "already_known", "new", "duplicates", "updated", "unchanged"):
-        total[key] = sum(p[key] for p in parts)
+    for key in ("found", "fetched", "already_known", "not_returned", "asked_again", *_COUNTS):
+        total[key] = sum(p.get(key, 0) for p in parts)
     for p in parts:
         total["warnings"] += p["warnings"]
     return total

@@ -35,8 +35,18 @@ class Strategy(BaseModel):
     description: str = ""
     query: str  # with {filter} references expanded by load_review
     start_date: date
-    schedule: str = "0 2 * * *"
     overlap_days: int = Field(default=7, ge=0, le=365)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_schedule(cls, data):
+        # Every strategy is searched by the one nightly-update deployment, on prefect.yaml's cron;
+        # a per-strategy schedule would be read by nothing, so it is refused rather than ignored.
+        if isinstance(data, dict) and "schedule" in data:
+            raise ValueError(
+                f"strategy {data.get('name')!r}: 'schedule' is not supported: every strategy runs in the "
+                "nightly-update deployment, scheduled by the cron in prefect.yaml; remove the line")
+        return data
 
     @field_validator("name")
     @classmethod

@@ -101,10 +101,11 @@ def plan_window(strategy: Strategy, today: date | None = None) -> Window:
 
 
 @task(name="start-search-run")
-def start_search_run(nightly_id: int, strategy: Strategy, window: Window, source: str) -> str:
+def start_search_run(nightly_id: int, strategy: Strategy, window: Window | None, source: str) -> str:
     from warehouse.records import start_search_run as start
 
-    return start(_db(), nightly_id, strategy.name, strategy.query, source, window.start, window.end)
+    return start(_db(), nightly_id, strategy.name, strategy.query, source,
+                 window.start if window else None, window.end if window else None)
 
 
 @task(name="search-pubmed", retry_condition_fn=is_transient)
@@ -142,8 +143,40 @@ def post_pmids(source: str, pmids: list[str]):
 
 
 @task(name="fetch-batch", retry_condition_fn=is_transient)
-def fetch_batch(source: str, history, retstart: int, retmax: int) -> list:
-    return open_source(source).fetch_batch(history, retstart, retmax)
+def fetch_batch(source: str, history, retstart: int, retmax: int, expected: list[str] | None = None) -> list:
+    """Records retstart.. of a history; `expected` = the PMIDs asked for (the slice of the list posted).
+
+    EFetch can answer HTTP 200 with fewer articles than asked for (an empty <PubmedArticleSet> is a
+    real answer). While this task has retries left, a short answer is a transient BatchError, so
+    the batch is fetched again; on the last try the records returned are handed back and the
+    caller records what is still missing (see flows.search).
+    """
+    records = open_source(source).fetch_batch(history, retstart, retmax)
+    if expected:
+        returned = {r.pmid for r in records}
+        missing = [p for p in expected if p not in returned]
+        if missing:
+            message = (f"efetch returned {len(expected) - len(missing)} of {len(expected)} records asked for; "
+                       f"not returned: {pmid_list(missing)}")
+            if _retries_left():
+                from living_review.sources.base import BatchError
+
+                raise BatchError(message, retstart=retstart, retmax=retmax, transient=True)
+            get_run_logger().warning("batch retstart=%d retmax=%d: %s (no retries left)", retstart, retmax, message)
+    return records
+
+
+def _retries_left() -> bool:
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return context is not None and context.task_run.run_count <= context.task.retries
+
+
+def pmid_list(pmids: list[str], shown: int = 20) -> str:
+    """PMIDs for a message: the first `shown`, then how many more."""
+    more = len(pmids) - shown
+    return ", ".join(pmids[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 @task(name="append-batch")
@@ -167,3 +200,26 @@ def close_search_run(run_id: str, status: str, found: int, warnings: list[str], 
     from warehouse.records import finish_search_run
 
     finish_search_run(_db(), run_id, status, found, warnings, error=error)
+
+
+@task(name="note-unreturned")
+def note_unreturned(run_id: str, strategy: str, pmids: list[str], window: Window | None) -> list[str]:
+    """Keep PMIDs EFetch did not return (unreturned_pmids); return those given up now."""
+    from warehouse.records import note_unreturned as note
+
+    return note(_db(), run_id, strategy, pmids, window.start if window else None, window.end if window else None)
+
+
+@task(name="pending-unreturned")
+def pending_unreturned(strategy: str, nightly_id: int) -> list[tuple]:
+    """The strategy's PMIDs still to be asked for again (not those this night has just missed)."""
+    from warehouse.records import pending_unreturned as pending
+
+    return pending(_db(), strategy, exclude_nightly=nightly_id)
+
+
+@task(name="resolve-unreturned")
+def resolve_unreturned() -> int:
+    from warehouse.records import resolve_unreturned as resolve
+
+    return resolve(_db())

@@ -157,6 +157,88 @@ def last_committed_window(db_path: str | os.PathLike, strategy: str) -> tuple[da
 
 
 # ---------------------------------------------------------------------------------------------
+# PMIDs a search found but EFetch did not return (migration 007)
+
+# A PMID asked for this many times (the search, then once a night) and never returned is given up:
+# its row stays, marked 'abandoned', and the night that gives up says so in its warnings.
+UNRETURNED_MAX_MISSES = 5
+# Asked for again in one EPost per night at most (PubMed's EPost takes up to 10,000 UIDs).
+UNRETURNED_PER_NIGHT = 9_999
+
+
+def note_unreturned(
+    db_path: str | os.PathLike,
+    run_id: str,
+    strategy: str,
+    pmids: Iterable[str],
+    window_start: date | None,
+    window_end: date | None,
+) -> list[str]:
+    """Record PMIDs that run `run_id` asked EFetch for and did not get; return those given up now.
+
+    A PMID missed before gets one more miss (once per run) and its window widens to cover both;
+    at UNRETURNED_MAX_MISSES misses it is 'abandoned' (kept, never asked for again by itself).
+    """
+    wanted = sorted({str(p) for p in pmids})
+    if not wanted:
+        return []
+    params = {"ids": wanted, "strategy": strategy, "run": run_id, "ws": window_start, "we": window_end,
+              "max": UNRETURNED_MAX_MISSES}
+    with transaction(db_path) as con:
+        con.execute(
+            """INSERT INTO unreturned_pmids (strategy, pmid, window_start, window_end, first_run_id, last_run_id,
+                                             misses, status)
+               SELECT $strategy, pmid, $ws, $we, $run, $run, 1,
+                      CASE WHEN 1 >= $max THEN 'abandoned' ELSE 'pending' END
+               FROM (SELECT DISTINCT unnest($ids::VARCHAR[]) AS pmid)
+               ON CONFLICT (strategy, pmid) DO UPDATE SET
+                   misses = unreturned_pmids.misses + 1,
+                   last_run_id = excluded.last_run_id,
+                   window_start = least(unreturned_pmids.window_start, excluded.window_start),
+                   window_end = greatest(unreturned_pmids.window_end, excluded.window_end),
+                   status = CASE WHEN unreturned_pmids.misses + 1 >= $max THEN 'abandoned' ELSE 'pending' END,
+                   updated_at = now()
+               WHERE unreturned_pmids.last_run_id <> excluded.last_run_id""", params)
+        rows = con.execute(
+            """SELECT pmid FROM unreturned_pmids WHERE strategy = $strategy AND last_run_id = $run
+               AND status = 'abandoned' AND pmid IN (SELECT unnest($ids::VARCHAR[])) ORDER BY pmid""",
+            {"strategy": strategy, "run": run_id, "ids": wanted}).fetchall()
+    return [r[0] for r in rows]
+
+
+def resolve_unreturned(db_path: str | os.PathLike) -> int:
+    """Mark 'resolved' every unreturned PMID the warehouse now holds (stored by any run or strategy,
+    or merged into another record); return how many."""
+    with transaction(db_path) as con:
+        rows = con.execute(
+            """UPDATE unreturned_pmids SET status = 'resolved', updated_at = current_timestamp
+               WHERE status <> 'resolved'
+                 AND (pmid IN (SELECT pmid FROM records) OR pmid IN (SELECT pmid FROM record_aliases))
+               RETURNING pmid""").fetchall()
+    return len(rows)
+
+
+def pending_unreturned(
+    db_path: str | os.PathLike, strategy: str, exclude_nightly: int | None = None
+) -> list[tuple[str, date | None, date | None]]:
+    """`(pmid, window_start, window_end)` of the strategy's pending unreturned PMIDs, oldest first.
+
+    Those stored since are resolved first. Rows last missed by a run of night `exclude_nightly`
+    (the night asking) are left for the next night: they have just been asked for.
+    """
+    resolve_unreturned(db_path)
+    with connect(db_path) as con:
+        rows = con.execute(
+            """SELECT u.pmid, u.window_start, u.window_end FROM unreturned_pmids u
+               WHERE u.strategy = $strategy AND u.status = 'pending'
+                 AND u.last_run_id NOT IN (SELECT run_id FROM search_runs
+                                           WHERE $nightly IS NOT NULL AND nightly_id = $nightly)
+               ORDER BY u.first_missed_at, u.pmid LIMIT $limit""",
+            {"strategy": strategy, "nightly": exclude_nightly, "limit": UNRETURNED_PER_NIGHT}).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------
 # records
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -33,8 +34,15 @@ def test_deploy_all_and_process_worker_completes_nightly(prefect_harness, lr_hom
     assert "nightly-update" in deployed.stdout + deployed.stderr
 
     with get_client(sync_client=True) as client:
+        # prefect.yaml's `concurrency_limit: 1` becomes the deployment's global concurrency limit
+        # (DeploymentResponse.concurrency_limit is always None in Prefect 3).
+        spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+        declared = {d["name"]: d.get("concurrency_limit") for d in spec["deployments"]}
+        assert declared == {"nightly-update": 1, "refresh-pooled-effects": 1}
+        for name in declared:  # each deployment's flow has the deployment's name
+            limit = client.read_deployment_by_name(f"{name}/{name}").global_concurrency_limit
+            assert limit is not None and limit.limit == declared[name] == 1 and limit.active, name
         deployment = client.read_deployment_by_name("nightly-update/nightly-update")
-        assert deployment.concurrency_limit == 1 or getattr(deployment, "global_concurrency_limit", None)
         schedule = deployment.schedules[0].schedule
         assert schedule.cron == "0 2 * * *" and schedule.timezone == "Europe/London"
         run = client.create_flow_run_from_deployment(deployment.id, parameters={"source": "snapshot"})

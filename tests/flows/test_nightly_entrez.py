@@ -25,7 +25,7 @@ def entrez_env(lr_home, tmp_path, monkeypatch):
     head, _, rest = text.partition("[[strategies]]")
     tail = rest[rest.index("[screening]"):]
     strategy = ('[[strategies]]\nname = "english"\nquery = \'eng[la]\'\n'
-                'start_date = "1946-01-01"\nschedule = "0 2 * * *"\noverlap_days = 7\n\n')
+                'start_date = "1946-01-01"\noverlap_days = 7\n\n')
     config = tmp_path / "review.toml"
     config.write_text(head + strategy + tail, encoding="utf-8")
     monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(config))
@@ -87,3 +87,105 @@ def test_phrase_not_found_is_a_warning_in_the_summary(prefect_harness, entrez_en
     (strategy,) = summary["strategies"]
     assert strategy["found"] == 0 and strategy["new"] == 0
     assert any("vipp-xyz" in w for w in strategy["warnings"])
+
+
+# A real EFetch answer with no article in it (metapub's pmid_xml/37909814.xml, see pubmed-notes 2.2).
+EMPTY_SET = (FIXTURES / "pubmed" / "37909814.xml").read_bytes()
+
+
+def _english(server) -> set[str]:
+    return {pmid for pmid, a in server.articles.items() if a.record.language == "eng"}
+
+
+def _retry_once_at_once(monkeypatch) -> None:
+    monkeypatch.setenv("LIVING_REVIEW_TASK_RETRIES", "1")
+    monkeypatch.setenv("LIVING_REVIEW_TASK_RETRY_DELAY", "0")
+
+
+def test_short_efetch_batch_is_fetched_again_and_nothing_is_lost(prefect_harness, entrez_env, monkeypatch):
+    from flows.nightly import nightly_update
+    from living_review.settings import get_settings
+    from warehouse.db import connect
+
+    server = entrez_env
+    _retry_once_at_once(monkeypatch)
+    assert b"<PubmedArticle>" not in EMPTY_SET and b"PubmedArticleSet" in EMPTY_SET
+    server.inject("efetch", Fault(body=EMPTY_SET))  # HTTP 200, zero of the two articles asked for
+    summary = nightly_update(source="entrez")
+    (strategy,) = summary["strategies"]
+    english = _english(server)
+    assert _stored_pmids(get_settings().db_path) == english
+    assert strategy["fetched"] == strategy["new"] == len(english) and strategy["not_returned"] == 0
+    batches = -(-len(english) // 2)
+    assert len(server.calls("efetch")) == batches + 1  # the short batch was asked for once more
+    first, again = server.calls("efetch")[:2]
+    assert first.params["retstart"] == again.params["retstart"] == "0"
+    with connect(get_settings().db_path) as con:
+        assert con.execute("select count(*) from search_windows").fetchall()[0][0] == 1
+
+
+def test_pmid_efetch_never_returns_is_kept_and_asked_for_again_each_night(prefect_harness, entrez_env, monkeypatch):
+    """A PMID EFetch never returns neither blocks the strategy nor is lost: the window is committed,
+    the PMID is recorded (run warning + unreturned_pmids) and each later night asks for it again."""
+    from flows.nightly import nightly_update
+    from living_review.settings import get_settings
+    from warehouse.db import connect
+
+    server = entrez_env
+    _retry_once_at_once(monkeypatch)
+    db = get_settings().db_path
+    english = _english(server)
+    gone = "30849835"
+    server.withheld.add(gone)
+
+    night1 = nightly_update(source="entrez")
+    assert night1["status"] == "completed"
+    (s1,) = night1["strategies"]
+    assert _stored_pmids(db) == english - {gone}  # nothing lost from the other records
+    assert s1["found"] == len(english) and s1["fetched"] == len(english) - 1 and s1["not_returned"] == 1
+    assert any(gone in w and "not returned" in w for w in s1["warnings"])
+    with connect(db) as con:
+        assert con.execute("select count(*) from search_windows").fetchall()[0][0] == 1  # not blocked
+        assert con.execute("select pmid, status, misses from unreturned_pmids").fetchall() == [(gone, "pending", 1)]
+        (warnings,) = con.execute("select warnings from search_runs where status = 'completed'").fetchall()[0]
+    assert gone in warnings
+    status = _status_json()["last_run"]["strategies"]["english"]
+    assert any(gone in w for w in status["warnings"]) and status["found"] == len(english)
+
+    # Night 2: the new window finds nothing, but the PMID is asked for again (and still not returned).
+    posts = len(server.calls("epost"))
+    night2 = nightly_update(source="entrez")
+    (s2,) = night2["strategies"]
+    assert [c.params["id"] for c in server.calls("epost")[posts:]] == [gone]
+    assert s2["asked_again"] == 1 and s2["not_returned"] == 1 and s2["new"] == 0
+    assert s2["found"] == 0  # status totals count each search hit once
+    assert any(gone in w for w in s2["warnings"])
+    with connect(db) as con:
+        assert con.execute("select status, misses from unreturned_pmids").fetchall() == [("pending", 2)]
+
+    # Night 3: PubMed serves it again: stored, with this strategy's provenance, and resolved.
+    server.withheld.clear()
+    night3 = nightly_update(source="entrez")
+    (s3,) = night3["strategies"]
+    assert s3["asked_again"] == 1 and s3["new"] == 1 and s3["not_returned"] == 0
+    assert _stored_pmids(db) == english
+    with connect(db) as con:
+        assert con.execute("select status from unreturned_pmids").fetchall() == [("resolved",)]
+        assert con.execute("select count(*) from record_sources s join records r using (record_id) "
+                           "where r.pmid = ? and s.strategy = 'english'", [gone]).fetchall()[0][0] == 1
+    posts = len(server.calls("epost"))
+    nightly_update(source="entrez")
+    assert len(server.calls("epost")) == posts  # nothing is pending any more
+
+
+def _status_json() -> dict:
+    import contextlib
+    import io
+    import json
+
+    from living_review.cli import main as cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli(["status", "--json"]) == 0
+    return json.loads(out.getvalue())

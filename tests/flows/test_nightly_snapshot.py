@@ -69,3 +69,55 @@ def test_cli_nightly_prints_summary(prefect_harness, lr_home):
     summary = _cli_json(["nightly", "--source", "snapshot", "--json"])
     assert summary["status"] == "completed" and summary["source"] == "snapshot"
     assert "no outcome data" in json.dumps(summary["pooling"]).lower() or summary["pooling"].get("changed") is False
+
+
+def test_window_with_too_many_hits_is_split_into_halves_and_stored(prefect_harness, lr_home, monkeypatch):
+    """A window over the ESearch cap is halved; the parent run is closed, the halves do the work.
+
+    The cap is lowered to 3 hits: uk-interventions has 6 in the snapshot, attachment-rcts 3.
+    """
+    from datetime import date
+
+    import flows.search
+    from flows.nightly import nightly_update
+    from living_review.config import load_review
+    from living_review.sources.snapshot import SnapshotSource
+    from warehouse.db import connect
+    from warehouse.records import known_pmids
+
+    settings = get_settings()
+    snapshot = SnapshotSource.from_settings(settings)
+    expected = {s.name: snapshot.search(s.query, s.start_date, date.today()).pmids for s in load_review().strategies}
+    assert len(expected["uk-interventions"]) == 6 and len(expected["attachment-rcts"]) == 3
+
+    monkeypatch.setattr(flows.search, "needs_split", lambda count: count > 3)
+    summary = nightly_update(source="snapshot")
+    assert summary["status"] == "completed"
+    by_name = {s["strategy"]: s for s in summary["strategies"]}
+    uk = by_name["uk-interventions"]
+    assert len(uk["windows"]) >= 2  # both halves (or their halves) searched
+    assert uk["found"] == 6 and uk["fetched"] + uk["already_known"] == 6
+    assert by_name["attachment-rcts"]["found"] == 3 and len(by_name["attachment-rcts"]["windows"]) == 1
+    assert any("split" in w for w in uk["warnings"])
+
+    db = settings.db_path
+    every = {p for pmids in expected.values() for p in pmids}
+    assert known_pmids(db, every) == every  # every hit is stored (as a record or a merged alias)
+    with connect(db) as con:
+        assert con.execute("select count(*) from search_runs where status <> 'completed'").fetchall()[0][0] == 0
+        committed = con.execute(
+            "select window_start, window_end from search_windows where strategy = 'uk-interventions' "
+            "order by window_start").fetchall()
+        parents = con.execute(
+            "select found, warnings from search_runs where strategy = 'uk-interventions' and run_id not in "
+            "(select run_id from search_windows)").fetchall()
+    assert [f"{s.isoformat()}..{e.isoformat()}" for s, e in committed] == sorted(uk["windows"])
+    assert parents and all(found == 0 and "split" in warnings for found, warnings in parents)
+
+    # `living-review status` sums the night's search runs per strategy: a split is not counted twice.
+    report = _status()["last_run"]
+    assert report["status"] == "completed"
+    assert report["strategies"]["uk-interventions"]["found"] == 6
+    assert report["strategies"]["uk-interventions"]["status"] == "completed"
+    assert report["strategies"]["attachment-rcts"]["found"] == 3
+    assert report["new_records"] == summary["new_records"] > 0

@@ -183,7 +183,8 @@ def test_gives_up_after_bounded_tries_with_a_clear_error(source, server, sleeps)
         source.search("all[sb]", *EVERYTHING)
     assert not isinstance(info.value, RateLimitError)
     assert len(server.calls("esearch")) == 6 and len(sleeps) == 5
-    assert sleeps == sorted(sleeps) or max(sleeps) <= 16.0  # capped exponential with jitter
+    # full jitter: the sleep before try n+1 is within [0, min(cap, base * 2**(n-1))]
+    assert all(0.0 <= s <= min(source.backoff_cap, source.backoff_base * 2 ** i) for i, s in enumerate(sleeps))
 
 
 def test_persistent_429_is_a_rate_limit_error(source, server):

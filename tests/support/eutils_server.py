@@ -8,6 +8,8 @@ Every request is recorded with its arrival time (time.monotonic) for spacing che
 
 Faults are queued per endpoint and consumed one per request:
     server.inject("efetch", Fault(status=429, retry_after="1"), Fault(truncate=True))
+PMIDs in `server.withheld` are listed by esearch but never returned by efetch (a 200 answer without
+them), as PubMed does for a record deleted or withdrawn after it was indexed.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class EutilsServer:
     articles: dict[str, _Article] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
     id_cap: int = 10_000  # PubMed's ESearch returns at most the first 10,000 ids; lower it in tests
+    withheld: set[str] = field(default_factory=set)  # efetch leaves these PMIDs out of its answers
 
     def __post_init__(self) -> None:
         self._faults: dict[str, list[Fault]] = {}
@@ -287,7 +290,7 @@ class EutilsServer:
             retstart = int(params.get("retstart", 0))
             retmax = int(params.get("retmax", 20))
             pmids = stored[retstart: retstart + retmax]
-        body = b"".join(self.articles[p].xml for p in pmids if p in self.articles)
+        body = b"".join(self.articles[p].xml for p in pmids if p in self.articles and p not in self.withheld)
         return EFETCH_HEAD + b"<PubmedArticleSet>\n" + body + b"</PubmedArticleSet>\n"
 
 

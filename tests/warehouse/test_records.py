@@ -424,3 +424,41 @@ def test_upgrade_to_005_keeps_versions_written_before(tmp_path):
     assert db.migrate(path, up_to=5) == [5]
     (data,), = db.fetchall(path, "SELECT data FROM record_version_content")
     assert Record.from_dict(json.loads(data)) == rec
+
+
+def test_unreturned_pmids_are_kept_until_stored_or_given_up(wh, monkeypatch):
+    monkeypatch.setattr(wr, "UNRETURNED_MAX_MISSES", 3)
+    recs = fixture_records()
+    gone, back = recs[0].pmid, recs[1].pmid
+    night1 = wr.start_nightly_run(wh, "entrez")
+    run1 = wr.start_search_run(wh, night1, "rct", "q", "entrez", date(2024, 1, 1), date(2024, 1, 31))
+    assert wr.note_unreturned(wh, run1, "rct", [gone, back, back], date(2024, 1, 1), date(2024, 1, 31)) == []
+    assert wr.note_unreturned(wh, run1, "rct", [gone], date(2024, 1, 1), date(2024, 1, 31)) == []  # once per run
+    assert wr.note_unreturned(wh, run1, "other", [gone], None, None) == []  # per strategy
+    # the night that missed them does not ask again; the next night does
+    assert wr.pending_unreturned(wh, "rct", exclude_nightly=night1) == []
+    assert sorted(p for p, _, _ in wr.pending_unreturned(wh, "rct", exclude_nightly=night1 + 1)) == sorted([gone, back])
+
+    run2 = wr.start_search_run(wh, None, "rct", "q", "entrez", date(2024, 1, 20), date(2024, 2, 28))
+    wr.append_records(wh, run2, "rct", [recs[1]])  # `back` is returned at last
+    assert wr.note_unreturned(wh, run2, "rct", [gone], date(2024, 1, 20), date(2024, 2, 28)) == []
+    assert wr.pending_unreturned(wh, "rct") == [(gone, date(2024, 1, 1), date(2024, 2, 28))]
+    assert db.fetchall(wh, "SELECT pmid, status, misses FROM unreturned_pmids WHERE strategy = 'rct' ORDER BY pmid") \
+        == sorted([(gone, "pending", 2), (back, "resolved", 1)])
+
+    run3 = wr.start_search_run(wh, None, "rct", "q", "entrez", None, None)
+    assert wr.note_unreturned(wh, run3, "rct", [gone], None, None) == [gone]  # third miss: given up
+    assert wr.pending_unreturned(wh, "rct") == []
+    assert db.fetchall(wh, "SELECT status, misses FROM unreturned_pmids WHERE strategy = 'rct' AND pmid = ?",
+                       [gone]) == [("abandoned", 3)]
+    # kept, not forgotten: stored later by any run, it is resolved too
+    wr.append_records(wh, run3, "other", [recs[0]])
+    assert wr.resolve_unreturned(wh) == 2
+    assert db.fetchall(wh, "SELECT DISTINCT status FROM unreturned_pmids") == [("resolved",)]
+
+
+def test_a_split_is_not_a_run_status(wh):
+    """A split parent run is closed 'completed' (found 0) by the flow: no fourth status exists."""
+    run = _run(wh)
+    with pytest.raises(ValueError, match="unknown run status 'split'"):
+        wr.finish_search_run(wh, run, "split", 12_000, [])
