@@ -38,7 +38,7 @@ from living_review.settings import Settings, get_settings
 from living_review.web import integrations
 from living_review.web.prisma_svg import prisma_svg
 from living_review.web.journal import DecisionJournal
-from living_review.web.lockturns import LockTurns
+from living_review.web.lockturns import LockTurns, TurnTimeout
 from living_review.web.render import abstract_sections, highlight, study_label, study_slug
 from living_review.web.throttle import LoginThrottle
 from warehouse import evidence, screening, workspace
@@ -233,7 +233,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
 
         The one rule (`sees`) for every page that shows decision rows (audit log, record pages) or
         events that carry a decision (`blind_events`, audit log); the screening page never shows
-        another reviewer's vote, and conflicts and exports are for leads.
+        another reviewer's vote, and conflicts, the team's progress figures (conflicts, settled and
+        in-progress counts, each pair's kappa: /progress) and exports are for leads.
         It stays strict after the reviewer has decided: undo would otherwise let a reviewer decide,
         look at the other vote, undo and decide again. Resolutions are a lead's rows, so hidden too.
         """
@@ -338,6 +339,14 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     async def catch_all(request: Request, call_next):
         try:
             response = await call_next(request)
+        except TurnTimeout as exc:  # withdrawn before it ran (lockturns.py): true that nothing was saved
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            message = ("The warehouse is busy (the nightly update may be writing to it), so this request was "
+                       "withdrawn before it ran: nothing was saved. Try again in a moment.")
+            headers = {"Retry-After": "30"}
+            if wants_json(request):
+                return JSONResponse({"error": message}, status_code=503, headers=headers)
+            return PlainTextResponse(message, status_code=503, headers=headers)
         except Exception as exc:  # noqa: BLE001 - never a stack trace to the browser
             ref = uuid.uuid4().hex[:8]
             log.exception("unhandled error %s on %s %s", ref, request.method, request.url.path)
@@ -413,12 +422,22 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     async def logout(request: Request):
         form = await request.form()
         check_csrf(request, form)
-        name = request.session.get("user")
-        if name:
-            def work():
-                with transaction(db_path) as con:
-                    workspace.audit(con, name, "logout", "reviewer", name)
-            await run_in_threadpool(work)
+        if request.session.get("user"):
+            def work(con):
+                user = session_user(request, con)
+                if user is None:  # already ended (a password change, a logout elsewhere): nothing left to end
+                    return
+                # The cookie is signed, not stored, so clearing it in this browser would leave any copy of
+                # it valid until it expires. Logging out ends the session on the server instead, the way
+                # `reviewer passwd` does: the reviewer's session epoch goes up and is published before
+                # this transaction commits (journal.py), so every page and the journal's fast decision
+                # path refuse the old epoch. That ends all of the reviewer's sessions, on every device.
+                con.execute("UPDATE reviewers SET session_epoch = session_epoch + 1, updated_at = current_timestamp"
+                            " WHERE name = ?", [user.name])
+                after = workspace.get_reviewer(con, user.name)
+                journal.publish_session(after.name, after.session_epoch, bool(after.active))
+                workspace.audit(con, user.name, "logout", "reviewer", user.name)
+            await run_in_threadpool(turns.run, work)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -599,14 +618,20 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
     def progress_page(request: Request):
         def build(con, user):
             scores, version = integrations.ranking_scores(con)
-            return {
-                "stages": workspace.progress(con, user.name, rpr, scores),
-                "kappas": {s: screening.kappa_by_pair(con, s) for s in screening.STAGES},
-                "recall": integrations.recall_estimate(con),
-                "model_version": version,
-                "nightly": workspace.last_nightly_run(con),
-                "rpr": rpr,
-            }
+            stages = workspace.progress(con, user.name, rpr, scores)
+            ctx = {"recall": integrations.recall_estimate(con), "model_version": version,
+                   "nightly": workspace.last_nightly_run(con), "rpr": rpr, "team": user.is_lead}
+            if user.is_lead:
+                ctx["stages"] = stages
+                ctx["kappas"] = {s: screening.kappa_by_pair(con, s) for s in screening.STAGES}
+            else:
+                # Blind screening (see `blind`): conflicts, settled include/exclude and in-progress
+                # counts and each pair's kappa all move with another reviewer's vote, so a reviewer
+                # who votes, looks, undoes and votes again would learn it. A reviewer gets their own
+                # figures only (their decisions and their queue); the team's are for leads.
+                ctx["stages"] = [{"stage": s.stage, "mine_done": s.mine_done, "mine_remaining": s.mine_remaining}
+                                 for s in stages]
+            return ctx
 
         ctx, redirect = page(request, build)
         return redirect or render(request, "progress.html", ctx)

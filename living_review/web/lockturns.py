@@ -10,6 +10,11 @@ connection, so a busy moment costs one turn, not one per request.
 A job is `fn(con) -> result`; it runs inside BEGIN…COMMIT (ROLLBACK and its exception go back to
 its caller alone). Code inside a job may call `warehouse.db.connect/transaction` on the same
 path: they re-enter this thread's connection.
+
+Timeouts: `run` waits `timeout` seconds for the job's turn. A job still queued then (the lock
+held elsewhere all that time) is withdrawn and never runs, and the caller gets `TurnTimeout`:
+nothing was saved. A job that has already started holds the lock and is in its transaction, so
+`run` waits for it and reports what really happened (its result or its own exception).
 """
 
 from __future__ import annotations
@@ -18,25 +23,45 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
 from warehouse.db import connect, transaction
 
 log = logging.getLogger("living_review.web")
 MAX_JOBS_PER_TURN = 64
+DEFAULT_TIMEOUT = 300.0  # seconds a caller waits for its job's turn (read when a LockTurns is made)
+
+
+class TurnTimeout(TimeoutError):
+    """The job did not get a turn in time and was withdrawn: it never ran, so nothing was saved."""
 
 
 class LockTurns:
-    def __init__(self, db_path, journal=None):
+    def __init__(self, db_path, journal=None, timeout: float | None = None):
         self.db_path = db_path
         self.journal = journal
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._q: queue.Queue[tuple[Callable[[Any], Any], Future]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
 
-    def run(self, fn: Callable[[Any], Any], timeout: float | None = 300) -> Any:
-        """Run fn(con) in the next turn and return its result (or raise its exception)."""
-        return self.submit(fn).result(timeout=timeout)
+    def run(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
+        """Run fn(con) in the next turn and return its result (or raise its exception).
+
+        If its turn has not come within `timeout` seconds (default `self.timeout`), the job is
+        withdrawn before it runs and TurnTimeout is raised; a job already running is waited for.
+        """
+        fut = self.submit(fn)
+        wait = self.timeout if timeout is None else timeout
+        try:
+            return fut.result(timeout=wait)
+        except FutureTimeout:
+            if fut.cancel():  # still queued: the turn loop skips it (set_running_or_notify_cancel)
+                raise TurnTimeout(f"the warehouse was busy for {wait:g} s, so the request was withdrawn "
+                                  f"before it ran: nothing was saved") from None
+        # it started before it could be withdrawn: it holds the lock now, and its outcome is the truth
+        return fut.result()
 
     def submit(self, fn: Callable[[Any], Any]) -> Future:
         fut: Future = Future()

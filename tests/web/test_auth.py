@@ -42,6 +42,45 @@ def test_login_then_logout(ws):
     assert c.get("/screen", follow_redirects=False).status_code == 303
 
 
+def test_logout_ends_the_session_itself_not_only_the_browser_cookie(ws):
+    """A copy of the cookie taken before logging out (another tab, a stolen copy) is dead afterwards."""
+    rid = sorted(ws.ids.values())[0]
+    c = make_client(ws.app)
+    csrf = login(c, "ann")
+    copied = c.cookies.get("lr_session")
+    assert c.post("/logout", data={"csrf_token": csrf}).status_code == 200
+    replay = make_client(ws.app)
+    replay.cookies.set("lr_session", copied)
+    r = replay.get("/screen", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    replay.cookies.set("lr_session", copied)
+    assert decide(replay, csrf, rid, "include").status_code == 401  # the form's token was valid: the session is not
+    replay.cookies.set("lr_session", copied)
+    r = replay.post("/decide", data={"csrf_token": csrf, "record_id": str(rid), "stage": "title_abstract",
+                                     "decision": "exclude", "reason": ws.config.screening.exclusion_reasons[0]},
+                    headers={"accept": "application/json"})
+    assert r.status_code == 401
+    assert _decision_count(ws) == 0 and ws.app.state.journal.pending_count() == 0
+    # logging in again gives a working session; the copied cookie stays dead
+    again = make_client(ws.app)
+    csrf2 = login(again, "ann")
+    assert decide(again, csrf2, rid, "include").status_code == 303
+    replay.cookies.set("lr_session", copied)
+    assert replay.get("/screen", follow_redirects=False).status_code == 303
+    assert _decision_count(ws) == 1
+
+
+def test_logout_ends_the_reviewers_sessions_on_every_device(ws):
+    """Logging out bumps the reviewer's session epoch, as `reviewer passwd` does: all their sessions end."""
+    laptop, tablet, other = make_client(ws.app), make_client(ws.app), make_client(ws.app)
+    csrf = login(laptop, "ann")
+    login(tablet, "ann")
+    login(other, "bob")
+    assert laptop.post("/logout", data={"csrf_token": csrf}).status_code == 200
+    assert tablet.get("/screen", follow_redirects=False).status_code == 303
+    assert other.get("/screen", follow_redirects=False).status_code == 200  # someone else's session is untouched
+
+
 def test_session_cookie_is_signed_and_httponly(ws):
     c = make_client(ws.app)
     login(c, "ann")

@@ -62,7 +62,8 @@ def test_progress_audit_and_results_pages(known_ws):
     prog = ann.get("/progress")
     assert prog.status_code == 200 and "Last nightly run" in prog.text and "completed" in prog.text
     assert "flow-snapshot" in prog.text  # the Prefect flow-run id recorded by the nightly run
-    assert "ann · bob" in prog.text  # kappa per pair
+    assert "ann · bob" not in prog.text  # kappa per pair: leads only (blind screening)
+    assert "ann · bob" in lead.get("/progress").text
     audit_lead = lead.get("/audit").text
     audit_ann = ann.get("/audit").text
     assert "wrong population" in audit_lead  # the lead's resolution
