@@ -37,13 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="living-review", description="A living systematic review of parenting interventions for child attachment.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"living_review.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"living_review.commands.{name}":
-                continue  # a capability not built yet
-            raise
-        module.register(sub)
+        # Every listed command is part of the CLI's contract: a missing module is an error (an
+        # ImportError naming it), never a command silently left out of the parser.
+        importlib.import_module(f"living_review.commands.{name}").register(sub)
     return parser
 
 

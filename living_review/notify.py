@@ -10,6 +10,10 @@ Two halves, kept apart so the formatting is tested in milliseconds without Prefe
   scrubs every secret of the settings out of the text and calls the block's `notify`. Unset setting:
   nothing is sent and nothing is said. Any failure (no such block, HTTP 500, refused connection) is
   logged as a warning and `send` returns False: a notification never fails or hides a run's result.
+  A block's URL is a credential (a Slack, Teams or custom webhook URL carries its token in the path):
+  the warning keeps the block's name, the error's type and status, and of any URL only its scheme and
+  host; the block's URL and secret fields are scrubbed from it and from the HTTP libraries' own log
+  lines while the block is loaded and used (`block_secrets`, `hide_urls`).
 
 The Prefect state hooks that call these live in flows/notifications.py. A new evidence version whose
 conclusions changed is reported by `living_review.pooling.notify_conclusions_changed`, called once by
@@ -19,9 +23,11 @@ an extraction save (in the background, after the reviewer has the response).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from living_review.settings import scrub_secrets as scrub  # one scrubbing rule, shared with the Entrez source
 
@@ -59,19 +65,102 @@ def secrets_of(settings) -> list[str]:
     return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
 
 
-def failure_reason(exc: BaseException, settings=None) -> str:
-    """An exception as one log-safe line: every secret scrubbed from the whole text first, then cut
-    (cutting first could leave part of a secret behind). Never raises."""
-    text = f"{type(exc).__name__}: {exc}"
+_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*)://([^\s'\"<>`]+)")
+_HOST_SCHEMES = {"http", "https", "ws", "wss"}
+
+
+def hide_urls(text: str) -> str:
+    """`text` with every URL cut to its scheme and host ('https://hooks.slack.com/…'): a webhook URL's
+    path, query and user info are its credentials. Other schemes (Apprise's 'slack://T…/B…/…' puts
+    tokens where the host would be) keep their scheme only."""
+
+    def cut(m: re.Match) -> str:
+        scheme, rest = m.group(1), m.group(2)
+        if scheme.lower() not in _HOST_SCHEMES:
+            return f"{scheme}://…"
+        netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        host = netloc.rsplit("@", 1)[-1]
+        return f"{scheme}://{host}" + ("/…" if len(netloc) < len(rest) or host != netloc else "")
+
+    return _URL.sub(cut, text)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple, set)):
+        for v in value:
+            yield from _strings(v)
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        yield str(value)  # e.g. a pydantic URL
+
+
+def block_secrets(block) -> list[str]:
+    """What of a notification block must never be logged: its `url` (plain or SecretStr; also its path
+    and query alone, user name and password, as error texts quote them apart from the host) and the
+    value of every secret field (SecretStr, SecretDict: tokens, keys, a custom webhook's `secrets`).
+    Longest first, so that a URL is scrubbed before its path. Never raises."""
+    from urllib.parse import urlsplit
+
+    found: list[str] = []
+    for name in getattr(type(block), "model_fields", None) or {}:
+        try:
+            value = getattr(block, name, None)
+            secret = hasattr(value, "get_secret_value")
+            if secret:
+                value = value.get_secret_value()
+            if secret or name == "url":
+                found.extend(_strings(value))
+        except Exception:  # noqa: BLE001
+            continue
+    out: set[str] = set()
+    for value in found:
+        out.add(value)
+        if "://" in value:
+            try:
+                parts = urlsplit(value)
+                out.update({parts.path + (f"?{parts.query}" if parts.query else ""), parts.query,
+                            parts.username or "", parts.password or ""})
+                if parts.path.strip("/"):
+                    out.add(parts.path)
+            except ValueError:
+                pass
+    return sorted((v for v in out if v and v.strip("/?")), key=len, reverse=True)
+
+
+def _detail(exc: BaseException) -> str:
+    """The exception's text; for Prefect's NotificationError (Apprise-based blocks), whose text is
+    empty, the warnings Apprise logged while sending."""
+    text = str(exc)
+    log_text = getattr(exc, "log", None)
+    if not text.strip() and isinstance(log_text, str):
+        lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+        warned = [ln for ln in lines if ln.startswith(("[WARNING]", "[ERROR]", "[CRITICAL]"))]
+        text = "; ".join(warned or lines[-1:])
+    return text
+
+
+def failure_reason(exc: BaseException, settings=None, secrets: Iterable[str | None] = ()) -> str:
+    """An exception as one log-safe line: URLs cut to scheme and host, then every secret (the
+    settings' and `secrets`, e.g. a block's) scrubbed from the whole text, then cut (cutting first
+    could leave part of a secret behind). Never raises."""
+    secrets = list(secrets)
+    try:
+        text = hide_urls(f"{type(exc).__name__}: {_detail(exc)}")
+    except Exception:  # noqa: BLE001
+        return type(exc).__name__
     try:
         if settings is None:
             from living_review.settings import get_settings
 
             settings = get_settings()
-        return first_line(scrub(text, secrets_of(settings)))
+        return first_line(scrub(text, secrets_of(settings) + secrets))
     except Exception:  # noqa: BLE001 - a broken environment must not hide the original failure
         try:
-            return first_line(scrub(text))
+            return first_line(scrub(text, secrets))
         except Exception:  # noqa: BLE001
             return type(exc).__name__
 
@@ -187,10 +276,47 @@ def _notify(block, message: Message) -> None:
             run_coro_as_sync(result)
 
 
+# The libraries that talk to the block's URL and log it: httpx (every request's URL, at INFO) and
+# Apprise (the URL it posts to, at DEBUG; its warnings become a NotificationError's text).
+_LIBRARY_LOGGERS = ("httpx", "apprise")
+
+
+class _HideBlockSecrets(logging.Filter):
+    """Rewrites each record of the logger it is attached to: URLs cut to scheme and host, the block's
+    secrets (`hidden`, filled in once the block is loaded) scrubbed."""
+
+    def __init__(self, hidden: list[str]):
+        super().__init__()
+        self.hidden = hidden
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.msg, record.args = scrub(hide_urls(record.getMessage()), self.hidden), None
+        except Exception:  # noqa: BLE001 - never lose or break a log line
+            pass
+        return True
+
+
+@contextlib.contextmanager
+def _library_logs_hiding(hidden: list[str]) -> Iterator[None]:
+    """While a block is loaded and used, its URL and secrets stay out of the HTTP libraries' logs."""
+    flt = _HideBlockSecrets(hidden)
+    loggers = [logging.getLogger(n) for n in _LIBRARY_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(flt)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(flt)
+
+
 def send(message: Message, settings=None, logger: logging.Logger | logging.LoggerAdapter | None = None) -> bool:
     """Send `message` through the block named by LIVING_REVIEW_NOTIFY_BLOCK. True when sent; False
-    when no block is named (silently) or sending failed (a warning, never an exception)."""
+    when no block is named (silently) or sending failed (a warning naming the block and the error,
+    never its URL or secrets; never an exception)."""
     logger = logger or log
+    hidden: list[str] = []  # the block's secrets, once it is loaded
     try:
         if settings is None:
             from living_review.settings import get_settings
@@ -201,9 +327,12 @@ def send(message: Message, settings=None, logger: logging.Logger | logging.Logge
             return False
         secrets = secrets_of(settings)
         clean = Message(scrub(message.subject, secrets), scrub(message.body, secrets))
-        _notify(_load_block(name), clean)
+        with _library_logs_hiding(hidden):
+            block = _load_block(name)
+            hidden.extend(block_secrets(block))
+            _notify(block, clean)
         return True
     except Exception as exc:  # noqa: BLE001 - a notification must never fail the run it reports on
         where = getattr(settings, "notify_block", None) or "LIVING_REVIEW_NOTIFY_BLOCK"
-        logger.warning("notification not sent through %s: %s", where, failure_reason(exc, settings))
+        logger.warning("notification not sent through %s: %s", where, failure_reason(exc, settings, hidden))
         return False

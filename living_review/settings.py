@@ -49,11 +49,19 @@ class Settings(BaseSettings):
     notify_block: str | None = Field(default=None, validation_alias="LIVING_REVIEW_NOTIFY_BLOCK")
     # Also send a one-line digest after every successful nightly run (off by default).
     notify_success: bool = Field(default=False, validation_alias="LIVING_REVIEW_NOTIFY_SUCCESS")
+    # The default of `living-review nightly --source` ("entrez" or "snapshot"). Read as given and checked
+    # by that command (living_review/commands/nightly.py), so a bad value fails it alone, with a clear error.
+    nightly_source: str = Field(default="snapshot", validation_alias="LIVING_REVIEW_SOURCE")
 
     @field_validator("notify_block", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else (value.strip() if isinstance(value, str) else value)
+
+    @field_validator("nightly_source", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value):
+        return "snapshot" if isinstance(value, str) and not value.strip() else (value.strip() if isinstance(value, str) else value)
 
     @property
     def db_path(self) -> Path:

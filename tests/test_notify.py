@@ -235,3 +235,57 @@ def test_failure_reason_scrubs_the_whole_text_before_cutting_it(lr_home, monkeyp
     line = failure_reason(exc)
     assert key[:10] not in line and "other-secret" not in line and "second line" not in line
     assert line.startswith("RuntimeError: xxx")
+
+
+WEBHOOK_TOKEN = "SECRETWEBHOOKTOKEN"  # invented: the secret part of a webhook URL
+
+
+def test_a_webhook_answering_500_is_a_warning_without_the_blocks_url_or_secrets(monkeypatch, caplog):
+    """A webhook URL is a credential (Slack, Teams, custom): httpx's error quotes it whole, and httpx logs
+    every request's URL at INFO. Neither may reach a log; the warning still names the block and the status."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from support.webhook_server import WebhookServer
+
+    with WebhookServer(status=500) as hook:
+        base = hook.url.rsplit("/", 1)[0]
+        block = CustomWebhookNotificationBlock(
+            name="review-team", url=f"{base}/services/T0/B0/{WEBHOOK_TOKEN}?sig={{{{sig}}}}",
+            json_data={"subject": "{{subject}}", "text": "{{body}}"}, secrets={"sig": "SIGNATURE-77f3"})
+        monkeypatch.setenv("LIVING_REVIEW_NOTIFY_BLOCK", "custom-webhook/review-team")
+        monkeypatch.setattr(notify, "_load_block", lambda name: block)
+        logger = logging.getLogger("test-notify")
+        with caplog.at_level(logging.DEBUG):  # the libraries' own request logs too
+            assert notify.send(notify.Message("s", "b"), logger=logger) is False
+        (post,) = hook.posts
+        assert WEBHOOK_TOKEN in post.path and "SIGNATURE-77f3" in post.path  # it went to the secret URL
+    (warning,) = [r for r in caplog.records if r.name == "test-notify"]
+    line = warning.getMessage()
+    assert warning.levelno == logging.WARNING and "notification not sent through custom-webhook/review-team" in line
+    assert "HTTPStatusError" in line and "500" in line
+    everything = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    for secret in (WEBHOOK_TOKEN, "/services/T0/B0", "SIGNATURE-77f3"):
+        assert secret not in everything
+
+
+def test_block_secrets_are_its_url_and_every_secret_field_and_failure_reasons_hide_them():
+    from prefect.blocks.abstract import NotificationError
+    from prefect.blocks.notifications import DiscordWebhook, SlackWebhook
+
+    slack = SlackWebhook(url=f"https://hooks.slack.com/services/T0/B0/{WEBHOOK_TOKEN}")
+    hidden = notify.block_secrets(slack)
+    assert f"https://hooks.slack.com/services/T0/B0/{WEBHOOK_TOKEN}" in hidden
+    assert f"/services/T0/B0/{WEBHOOK_TOKEN}" in hidden  # as quoted without the host ("url: /services/...")
+    discord = DiscordWebhook(webhook_id="987654321", webhook_token="DISCORD-TOKEN-abc")
+    assert {"987654321", "DISCORD-TOKEN-abc"} <= set(notify.block_secrets(discord))
+
+    # Apprise-based blocks fail with an empty NotificationError whose log holds what went wrong
+    exc = NotificationError(log=f"[DEBUG]: Slack POST URL: https://hooks.slack.com/services/T0/B0/{WEBHOOK_TOKEN}\n"
+                                f"[WARNING]: Socket Exception: url: /services/T0/B0/{WEBHOOK_TOKEN} refused\n"
+                                "[WARNING]: Failed to send Slack notification: Internal server error., error=500.")
+    line = notify.failure_reason(exc, secrets=hidden)
+    assert line.startswith("NotificationError: ") and "error=500" in line
+    assert WEBHOOK_TOKEN not in line and "T0/B0" not in line
+    # any URL in a failure reason keeps its scheme and host only, secret-looking or not
+    line = notify.failure_reason(RuntimeError("POST https://user:pw@example.org:8443/hook/abc?k=v failed"))
+    assert line == "RuntimeError: POST https://example.org:8443/… failed"

@@ -26,3 +26,14 @@ def test_contract_environment_variables(tmp_path, monkeypatch):
     assert s.ncbi_email == "a@example.org"
     assert s.ncbi_api_key.get_secret_value() == "sekret-key-123"
     assert "sekret-key-123" not in repr(s) and "sekret-key-123" not in str(s.model_dump())
+
+
+def test_living_review_source_default_and_environment(monkeypatch):
+    monkeypatch.delenv("LIVING_REVIEW_SOURCE", raising=False)
+    assert get_settings().nightly_source == "snapshot"
+    monkeypatch.setenv("LIVING_REVIEW_SOURCE", "entrez")
+    assert get_settings().nightly_source == "entrez"
+    monkeypatch.setenv("LIVING_REVIEW_SOURCE", "  ")
+    assert get_settings().nightly_source == "snapshot"  # blank means unset
+    monkeypatch.setenv("LIVING_REVIEW_SOURCE", "Entrez")
+    assert get_settings().nightly_source == "Entrez"  # read as given: `living-review nightly` refuses it, nothing else fails

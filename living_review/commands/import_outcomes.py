@@ -12,8 +12,10 @@ Studies CSV columns (optional file; creates or updates the included studies firs
   - study_id a lower-case slug ("bernard-2012"), label as shown on forest plots, intervention from
     review.toml `interventions`, attachment_measure from `attachment_measures`.
 
-Every row of both files is validated and every error is listed (file, line number, field). If any
-row is bad nothing is imported; otherwise everything goes in one transaction. Re-importing the same
+Every row of both files is validated and every error is listed (file, line number, field). A column
+name given twice, or a row with more or fewer fields than the header, is an error of the file's
+structure: those are listed, and that file's cells are not checked further. If any row is bad
+nothing is imported; otherwise everything goes in one transaction. Re-importing the same
 values changes nothing; a changed value appends a correction that supersedes the old entry.
 """
 
@@ -35,24 +37,46 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def read_csv(path) -> tuple[list[str], list[dict]]:
-    """Header and rows of a CSV file (UTF-8, BOM tolerated)."""
+def read_csv(path) -> tuple[list[str], list[dict], list[str]]:
+    """Header, rows and structure errors of a CSV file (UTF-8, BOM tolerated; blank lines skipped).
+
+    The structure errors ("<file>: line N: ...") are a column name given twice (which of the two cells
+    would count?) and a row with more or fewer fields than the header (a stray or missing comma shifts
+    every later cell): csv.DictReader would keep the last of two same-named columns, file extra fields
+    under the key None and fill missing ones with None, all silently."""
     import csv
+    from collections import Counter
     from pathlib import Path
 
     from living_review.cli import CommandError
 
     p = Path(path)
+    errors: list[str] = []
+    rows: list[dict] = []
+    header: list[str] = []
     try:
         with p.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader = csv.reader(fh)
+            start = 1
+            for fields in reader:
+                line, start = start, reader.line_num + 1
+                if not fields:
+                    continue  # a blank line (as DictReader)
+                if not header:
+                    header = [h.strip() for h in fields]
+                    dups = [name for name, n in Counter(h for h in header if h).items() if n > 1]
+                    if dups:
+                        errors.append(f"{path}: line {line}: duplicate column name(s): {', '.join(dups)}")
+                    continue
+                if len(fields) != len(header):
+                    errors.append(f"{path}: line {line}: {len(fields)} field{'s' if len(fields) != 1 else ''}, "
+                                  f"the header has {len(header)}")
+                rows.append(dict(zip(header, fields)))
     except FileNotFoundError:
         raise CommandError(f"file not found: {p}") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise CommandError(f"{p}: not a readable UTF-8 CSV file ({exc})") from None
-    return header, rows
+    return header, rows, errors
 
 
 def _header_errors(path, header: list[str], required: tuple[str, ...], columns: tuple[str, ...],
@@ -84,22 +108,28 @@ def import_files(outcomes_path, studies_path=None, *, db_path=None, config=None,
     db_path = Path(db_path) if db_path else get_settings().db_path
     entered_by = entered_by or os.environ.get("USER") or "import"
     errors: list[str] = []
-    o_header, o_rows = read_csv(outcomes_path)
+    # A file whose structure is wrong (a column name twice, a row with too many or too few fields)
+    # has only those errors listed: its cells cannot be trusted to be under the right column.
+    o_header, o_rows, o_structure = read_csv(outcomes_path)
     errors += _header_errors(outcomes_path, o_header, ("study_id", "outcome"), OUTCOME_COLUMNS, extra=("note",))
+    errors += o_structure
     studies: list[dict] = []
     listed_studies: set[str] = set()  # ids in the studies file, valid or not (their errors are listed there)
     if studies_path:
-        s_header, s_rows = read_csv(studies_path)
+        s_header, s_rows, s_structure = read_csv(studies_path)
         errors += _header_errors(studies_path, s_header, ("study_id", "label", "intervention"), STUDY_COLUMNS)
-        studies, s_errors = parse_study_rows(s_rows, config, first_row=2)
+        errors += s_structure
         listed_studies = {str(r.get("study_id") or "").strip() for r in s_rows} - {""}
-        errors += [f"{studies_path}: line {e.row}, {e.field}: {e.message}" for e in s_errors]
+        if not s_structure:
+            studies, s_errors = parse_study_rows(s_rows, config, first_row=2)
+            errors += [f"{studies_path}: line {e.row}, {e.field}: {e.message}" for e in s_errors]
     migrate(db_path)
     with connect(db_path) as con:
         known = known_study_ids(con)
     known |= listed_studies
-    _, o_errors = parse_outcome_rows(o_rows, config, known, first_row=2)
-    errors += [f"{outcomes_path}: line {e.row}, {e.field}: {e.message}" for e in o_errors]
+    if not o_structure:
+        _, o_errors = parse_outcome_rows(o_rows, config, known, first_row=2)
+        errors += [f"{outcomes_path}: line {e.row}, {e.field}: {e.message}" for e in o_errors]
     if not o_rows:
         errors.append(f"{outcomes_path}: no data rows")
     if errors:

@@ -25,19 +25,70 @@ def register(subparsers) -> None:
 REQUIRED = ("record_id", "title", "abstract", "label_included")
 
 
+def _records(path: str):
+    """(first line number, fields) of each non-blank CSV record of `path`, the header included: the
+    physical line a record starts on, which a multi-line quoted abstract makes differ from its position."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        start = 1
+        for fields in reader:
+            if len(fields) > 1 or (fields and fields[0].strip()):  # pandas skips blank lines too
+                yield start, fields
+            start = reader.line_num + 1
+
+
+def _line_of(path: str, index: int) -> int:
+    """The line the data record at `index` (0-based, as pandas read it) starts on; index + 2 if the
+    file cannot be re-read."""
+    try:
+        for i, (line, _) in enumerate(_records(path)):
+            if i == index + 1:  # record 0 is the header
+                return line
+    except (OSError, UnicodeDecodeError, ValueError):
+        pass
+    return index + 2
+
+
+def _check_extra_fields(path: str, width: int) -> None:
+    """A row with more fields than the header is harmless when the extra fields are empty (a trailing
+    comma); with anything in them, the row's columns cannot be trusted (an unquoted comma?): an error."""
+    from living_review.cli import CommandError
+
+    try:
+        records = list(_records(path))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # pandas read it; nothing more to learn here
+    for line, fields in records[1:]:
+        if len(fields) > width and any(f.strip() for f in fields[width:]):
+            raise CommandError(f"dataset {path}: line {line}: {len(fields)} fields, the header has {width}")
+
+
 def read_dataset(path: str):
     """Load and check a labelled dataset; raise CommandError with a one-line reason."""
+    import warnings
+
     import pandas as pd
 
     from living_review.cli import CommandError
 
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            # index_col=False: rows with one field more than the header (a trailing comma) must not
+            # turn the first column into the index and shift every other column left
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", index_col=False)
     except FileNotFoundError:
         raise CommandError(f"dataset not found: {path}") from None
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, IsADirectoryError,
             PermissionError, OSError) as exc:
         raise CommandError(f"cannot read dataset {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    for w in caught:
+        if issubclass(w.category, pd.errors.ParserWarning):  # rows longer than the header: fields dropped
+            _check_extra_fields(path, len(df.columns))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise CommandError(f"dataset {path} lacks column(s): {', '.join(missing)}")
@@ -46,8 +97,9 @@ def read_dataset(path: str):
     labels = df["label_included"].str.strip()
     bad = ~labels.isin(["0", "1", "0.0", "1.0"])
     if bad.any():
-        row = int(bad.idxmax()) + 2
-        raise CommandError(f"label_included must be 0 or 1 (line {row}: {df['label_included'].iloc[row - 2]!r})")
+        index = int(bad.to_numpy().argmax())  # positional: the index labels need not be 0..n-1
+        raise CommandError(f"label_included must be 0 or 1 (line {_line_of(path, index)}: "
+                           f"{df['label_included'].iloc[index]!r})")
     df["label_included"] = labels.astype(float).astype(int)
     if df["record_id"].duplicated().any():
         dup = df.loc[df["record_id"].duplicated(), "record_id"].iloc[0]

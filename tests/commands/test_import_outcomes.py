@@ -84,3 +84,68 @@ def test_import_reimport_correction_and_pool(home, tmp_path, capsys):
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["pooling"]["evidence_version"] == 1 and status["pooling"]["outcome_entries"] == 36
+
+
+def _fixture_lines() -> list[str]:
+    return (FIXTURES / "synthetic_outcomes.csv").read_text().splitlines()
+
+
+def _import(path, capsys, studies=True) -> tuple[int, str]:
+    args = ["import-outcomes", str(path)] + (["--studies", str(FIXTURES / "synthetic_studies.csv")] if studies else [])
+    rc = main(args)
+    return rc, capsys.readouterr().err
+
+
+def test_a_duplicated_column_name_is_refused_and_nothing_is_imported(home, tmp_path, capsys):
+    """csv.DictReader kept the last of two same-named columns: a row "...,41,,,,,999" under a header
+    ending "...,sd_ctl,n_int" was stored with n_int = 999 instead of 40."""
+    lines = _fixture_lines()
+    lines[0] += ",n_int"
+    lines[1:] = [ln + ",999" for ln in lines[1:]]
+    f = tmp_path / "dup.csv"
+    f.write_text("\n".join(lines) + "\n")
+    rc, err = _import(f, capsys)
+    assert rc == 2 and "nothing imported" in err
+    assert f"{f}: line 1: duplicate column name(s): n_int" in err
+    assert _outcome_rows(home / "warehouse.duckdb") == 0
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused(home, tmp_path, capsys):
+    """DictReader filed the extra field under the key None and the row was imported as if whole."""
+    lines = _fixture_lines()
+    lines[4] += ",EXTRA"  # line 5
+    f = tmp_path / "extra.csv"
+    f.write_text("\n".join(lines) + "\n")
+    rc, err = _import(f, capsys)
+    assert rc == 2 and "1 error(s); nothing imported" in err
+    assert f"{f}: line 5: 11 fields, the header has 10" in err
+    assert _outcome_rows(home / "warehouse.duckdb") == 0
+
+
+def test_a_row_with_fewer_fields_than_the_header_is_refused(home, tmp_path, capsys):
+    lines = _fixture_lines()
+    assert lines[3].endswith(",4.6,1.4")
+    lines[3] = lines[3][: -len(",1.4")]  # line 4: the last field (sd_ctl) is missing, not empty
+    f = tmp_path / "short.csv"
+    f.write_text("\n".join(lines) + "\n")
+    rc, err = _import(f, capsys)
+    assert rc == 2 and "1 error(s); nothing imported" in err
+    assert f"{f}: line 4: 9 fields, the header has 10" in err
+    assert _outcome_rows(home / "warehouse.duckdb") == 0
+
+
+def test_the_studies_file_is_checked_the_same_way(home, tmp_path, capsys):
+    studies = (FIXTURES / "synthetic_studies.csv").read_text().splitlines()
+    studies[0] += ",label"
+    studies[1:] = [ln + ",Other label" for ln in studies[1:]]
+    studies[2] += ",EXTRA"  # line 3
+    s = tmp_path / "studies.csv"
+    s.write_text("\n".join(studies) + "\n")
+    rc = main(["import-outcomes", str(FIXTURES / "synthetic_outcomes.csv"), "--studies", str(s)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nothing imported" in err
+    assert f"{s}: line 1: duplicate column name(s): label" in err
+    assert f"{s}: line 3: 13 fields, the header has 12" in err
+    assert _outcome_rows(home / "warehouse.duckdb") == 0
+    with connect(home / "warehouse.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM studies").fetchall()[0][0] == 0

@@ -72,3 +72,67 @@ def test_bad_input_is_one_line_error_exit_2(tmp_path, capsys, case):
     err = capsys.readouterr().err.strip()
     assert err.startswith("living-review simulate: error:") and "\n" not in err
     assert not out.exists()
+
+
+def _lines(df: pd.DataFrame, trailing: str = "") -> str:
+    """`df` as CSV text, each data row ending in `trailing` (e.g. "," for a trailing comma)."""
+    rows = df.to_csv(index=False, lineterminator="\n").splitlines()
+    return "\n".join([rows[0]] + [r + trailing for r in rows[1:]]) + "\n"
+
+
+def test_a_trailing_comma_on_every_data_row_is_harmless(tmp_path, capsys):
+    """One more (empty) field than the header on each row made pandas take record_id for the index and
+    shift every column left; the bad-label check then crashed with a traceback."""
+    df = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False).head(30)
+    df["record_id"] = [f"r{i}" for i in range(1, 31)]
+    data, out, ref = tmp_path / "d.csv", tmp_path / "o.csv", tmp_path / "ref.csv"
+    data.write_text(_lines(df, trailing=","), encoding="utf-8")
+    (tmp_path / "plain.csv").write_text(_lines(df), encoding="utf-8")
+    assert main(["simulate", "--dataset", str(data), "--output", str(out), "--seed", "3"]) == 0
+    assert main(["simulate", "--dataset", str(tmp_path / "plain.csv"), "--output", str(ref), "--seed", "3"]) == 0
+    assert out.read_bytes() == ref.read_bytes()  # the same records, labels and order as without the commas
+    assert capsys.readouterr().err == ""
+
+
+def test_extra_fields_with_data_are_an_error_naming_the_line(tmp_path, capsys):
+    df = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False).head(30)
+    rows = _lines(df, trailing=",").splitlines()
+    rows[4] = rows[4] + "stray"  # line 5: a fifth field with something in it (a shifted row?)
+    data, out = tmp_path / "d.csv", tmp_path / "o.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["simulate", "--dataset", str(data), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("living-review simulate: error:") and "\n" not in err
+    assert "line 5: 5 fields, the header has 4" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("trailing", ["", ","])
+def test_a_bad_label_names_its_line(tmp_path, capsys, trailing):
+    df = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False).head(30)
+    df.loc[6, "label_included"] = "yes"  # data row 7 = line 8
+    data, out = tmp_path / "d.csv", tmp_path / "o.csv"
+    data.write_text(_lines(df, trailing), encoding="utf-8")
+    assert main(["simulate", "--dataset", str(data), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "living-review simulate: error: label_included must be 0 or 1 (line 8: 'yes')"
+
+
+def test_a_bad_label_after_multi_line_abstracts_and_blank_lines_names_its_physical_line(tmp_path, capsys):
+    data, out = tmp_path / "d.csv", tmp_path / "o.csv"
+    data.write_text('record_id,title,abstract,label_included\n'
+                    'a1,T one,"first line\nsecond line",1\n'   # lines 2-3
+                    '\n'                                       # line 4: blank, skipped
+                    'a2,T two,plain,0\n'                       # line 5
+                    'a3,T three,plain,maybe\n', encoding="utf-8")  # line 6
+    assert main(["simulate", "--dataset", str(data), "--output", str(out)]) == 2
+    assert "(line 6: 'maybe')" in capsys.readouterr().err
+
+
+def test_bom_and_record_ids_stay_text(tmp_path):
+    df = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False).head(30)
+    df["record_id"] = [f"{i:03d}" for i in range(30)]  # leading zeros: text, not numbers
+    data, out = tmp_path / "d.csv", tmp_path / "o.csv"
+    data.write_bytes(b"\xef\xbb\xbf" + _lines(df, trailing=",").encode("utf-8"))
+    assert main(["simulate", "--dataset", str(data), "--output", str(out)]) == 0
+    assert sorted(r["record_id"] for r in read_order(out)) == sorted(df["record_id"])

@@ -14,6 +14,7 @@ from support.pooling import import_synthetic, synthetic_config, synthetic_config
 from support.webhook_server import WebhookServer, save_webhook_block
 
 API_KEY = "lrkey-5f0c2a9e71d34b8b"  # invented; must never reach a notification
+WEBHOOK_TOKEN = "SECRETWEBHOOKTOKEN"  # invented; a webhook URL's secret path must never reach a log
 
 
 @pytest.fixture
@@ -206,8 +207,8 @@ def test_broken_delivery_does_not_change_a_failed_nights_state(night_env, tmp_pa
     from flows.nightly import nightly_update
 
     with WebhookServer(status=500) as server:
-        if receiver == "http-500":
-            block = save_webhook_block(server.url)
+        if receiver == "http-500":  # a Slack-like URL: its path is the credential
+            block = save_webhook_block(f"{server.url}/services/T0/B0/{WEBHOOK_TOKEN}")
         elif receiver == "connection-refused":
             block = save_webhook_block(f"http://127.0.0.1:{free_port()}/hook")
         else:
@@ -219,8 +220,13 @@ def test_broken_delivery_does_not_change_a_failed_nights_state(night_env, tmp_pa
         assert state.message.startswith("Flow run encountered an exception: RuntimeError: nightly run failed:")
         assert "snapshot folder not found" in state.message
         assert len(server.posts) == (1 if receiver == "http-500" else 0)
-    warnings = [ln for ln in _run_logs(state.state_details.flow_run_id).splitlines() if "notification not sent" in ln]
+        assert receiver != "http-500" or WEBHOOK_TOKEN in server.posts[0].path
+    logs = _run_logs(state.state_details.flow_run_id)
+    warnings = [ln for ln in logs.splitlines() if "notification not sent" in ln]
     assert warnings and not any(API_KEY in ln for ln in warnings)
+    assert WEBHOOK_TOKEN not in logs and "/services/T0/B0" not in logs  # not the block's URL either
+    if receiver == "http-500":
+        assert any(block in ln and "500" in ln for ln in warnings)  # still says which block failed, and how
 
 
 def test_broken_webhook_does_not_change_a_completed_nights_result(webhook, monkeypatch):
