@@ -270,25 +270,42 @@ def queue(con, reviewer: str, stage: str, reviewers_per_record: int, scores: dic
 
 
 class RecordFullError(screening.DecisionError):
-    """A reviewer's vote refused: the record already has its reviewers (or a lead's resolution) at that stage."""
+    """A reviewer's vote refused: the record already has its reviewers (or a lead's resolution) at that
+    stage, or, for one of those reviewers, their votes there are final (all of them are in)."""
 
 
 _STAGE_WORDS = {"title_abstract": "title/abstract", "full_text": "full text"}
 
 
-def vote_refusal(con, record_id: int, reviewer: str, stage: str, reviewers_per_record: int) -> str | None:
-    """Why `reviewer` may not add a vote on this record at this stage now, or None if they may.
+def _all_reviewers(reviewers_per_record: int) -> str:
+    return "both reviewers'" if reviewers_per_record == 2 else f"all {reviewers_per_record} reviewers'"
 
-    A reviewer with a current vote may always change it. Anyone else is refused once the record
-    has a standing resolution, or already has `reviewers_per_record` current votes: a further vote
-    could only turn an agreement into a conflict (the queue hides such records, but two reviewers
-    can be shown the same record before either has voted).
+
+def vote_refusal(con, record_id: int, reviewer: str, stage: str, reviewers_per_record: int,
+                 decision: str | None = None) -> str | None:
+    """Why `reviewer` may not add this vote (or undo, `decision='retract'`) on the record at this stage now, or None.
+
+    Votes are final once all are in: a reviewer with a current vote may change or undo it only
+    while the record has fewer than `reviewers_per_record` current votes. After that (agreeing or
+    not) a change would let a reviewer vote, see what moved (a settled include reaching full
+    text, PRISMA counts), undo and learn the partner's vote; a lead resolves the record instead.
+    With one reviewer per record there is no partner to protect, and the vote stays changeable.
+    Anyone else is refused once the record has a standing resolution, or already has
+    `reviewers_per_record` current votes: a further vote could only turn an agreement into a
+    conflict (the queue hides such records, but two reviewers can be shown the same record before
+    either has voted). An undo from someone with no current vote there withdraws nothing and is
+    let through (refusing it would tell them the record is full).
     """
     reviewer = (reviewer or "").strip()
     votes = screening.current_decisions(con, stage, record_id).get(int(record_id), {})
-    if reviewer in votes:
-        return None
     where = _STAGE_WORDS.get(stage, stage)
+    if reviewer in votes:
+        if reviewers_per_record > 1 and len(votes) >= reviewers_per_record:
+            return (f"record {record_id} already has {_all_reviewers(reviewers_per_record)} decisions at {where}, "
+                    "and they are final; ask a lead if yours should change")
+        return None
+    if decision == "retract":
+        return None
     resolved = con.execute(
         """SELECT decision FROM screening_decisions WHERE record_id = ? AND stage = ? AND is_resolution
            ORDER BY decision_id DESC LIMIT 1""", [int(record_id), stage]).fetchall()
@@ -303,22 +320,22 @@ def vote_refusal(con, record_id: int, reviewer: str, stage: str, reviewers_per_r
 def append_decision(con, record_id: int, reviewer: str, stage: str, decision: str, *, reviewers_per_record: int,
                     reason: str | None = None, note: str | None = None, model_version: str | None = None,
                     client_token: str | None = None, created_at=None) -> int:
-    """A reviewer's own vote (or undo), appended with `screening.append_decision` if the record has room.
+    """A reviewer's own vote (or undo, 'retract'), appended with `screening.append_decision` if allowed.
 
     Raises RecordFullError (a DecisionError, raised before anything is written) when `vote_refusal`
-    says no. A repeated `client_token` returns its original row, as `screening.append_decision`
-    does, even if the record has filled up since; a 'retract' is always allowed. Resolutions are a
-    lead's and go through `screening.append_decision(..., is_resolution=True)`.
+    says no: the record has no room for a new reviewer, or the reviewer's vote is final. A
+    repeated `client_token` returns its original row, as `screening.append_decision` does, even
+    if the record has filled up since. Resolutions are a lead's and go through
+    `screening.append_decision(..., is_resolution=True)`, unchecked here.
     """
     screening._check(stage, decision)
     if client_token:
         row = con.execute("SELECT decision_id FROM screening_decisions WHERE client_token = ?", [client_token]).fetchall()
         if row:
             return int(row[0][0])
-    if decision != "retract":
-        why = vote_refusal(con, record_id, reviewer, stage, reviewers_per_record)
-        if why:
-            raise RecordFullError(why)
+    why = vote_refusal(con, record_id, reviewer, stage, reviewers_per_record, decision)
+    if why:
+        raise RecordFullError(why)
     return screening.append_decision(con, record_id, reviewer, stage, decision, reason=reason, note=note,
                                      model_version=model_version, client_token=client_token, created_at=created_at)
 

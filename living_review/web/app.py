@@ -466,8 +466,13 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                 known_records.add(rec["record_id"])
             current_model_version(con)  # keep the fast decision path's model version fresh
             done = len(screening.decided_record_ids(con, user.name, stage_))
+            # what `u` would undo, and whether that would be refused (its votes are final): the button says so
+            last = screening.last_decision(con, user.name, stage_)
+            undo_final = last is not None and workspace.vote_refusal(
+                con, last["record_id"], user.name, stage_, rpr, "retract") is not None
             return {
                 "stage": stage_, "record": rec, "position": idx, "queue_len": len(q), "done": done,
+                "undo_final": undo_final,
                 "sections": abstract_sections(rec["abstract"]) if rec else [],
                 "client_token": uuid.uuid4().hex, "ranked": bool(scores),
                 "score": (scores or {}).get(rec["record_id"]) if rec else None,
@@ -559,17 +564,26 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             if token:
                 seen = con.execute("SELECT record_id FROM screening_decisions WHERE client_token = ?", [token]).fetchall()
                 if seen:
-                    return int(seen[0][0])
+                    return int(seen[0][0]), None
             last = screening.last_decision(con, user.name, stage)
             if last is None:
-                return None
-            screening.append_decision(con, last["record_id"], user.name, stage, "retract", client_token=token)
-            return last["record_id"]
+                return None, None
+            try:  # refused once the record has all its votes: they are final (workspace.vote_refusal)
+                workspace.append_decision(con, last["record_id"], user.name, stage, "retract", client_token=token,
+                                          reviewers_per_record=rpr)
+            except workspace.RecordFullError as exc:  # refused before any write: audit it, as /decide does
+                workspace.audit(con, user.name, "decision.refused", "record", last["record_id"],
+                                {"client_token": token, "stage": stage, "decision": "retract", "error": str(exc)})
+                return last["record_id"], str(exc)
+            return last["record_id"], None
 
-        rid = await run_in_threadpool(turns.run, work)
+        rid, refusal = await run_in_threadpool(turns.run, work)
         if rid is None:
             flash(request, "Nothing to undo.", "warn")
             return RedirectResponse(f"/screen?stage={stage}", status_code=303)
+        if refusal:
+            flash(request, f"Your undo on record {rid} was not recorded: {refusal}.", "error")
+            return RedirectResponse(f"/screen?{urlencode({'stage': stage})}", status_code=303)
         flash(request, "Your last decision was undone: decide again.")
         return RedirectResponse(f"/screen?{urlencode({'stage': stage, 'record': rid})}", status_code=303)
 

@@ -15,9 +15,11 @@ Read-your-writes: every page that shows decisions flushes pending rows in its ow
 transaction first (`append_pending` + `mark`), so a reviewer never sees a stale queue.
 
 Refusals: a row the warehouse refuses when it is written (an unknown record; a vote on a record
-that already has its `reviewers_per_record` votes from others, or a lead's resolution, see
+that already has its `reviewers_per_record` votes from others, or a lead's resolution; a change
+or undo of one's own vote once all of the record's votes are in, as they are then final: see
 `workspace.vote_refusal`) keeps its error, is audited as `decision.refused` and is never retried;
-the app tells the reviewer on their next page (`outcomes`).
+the app tells the reviewer on their next page (`outcomes`). Rows are checked in journal order,
+so a change journalled after the partner's vote is refused even if both are flushed together.
 
 Sessions: the fast path cannot read `reviewers` (that needs the lock), so the same SQLite file
 holds each reviewer's published session epoch (`reviewer_sessions`, see warehouse/workspace.py).

@@ -223,7 +223,7 @@ def vote_db(tmp_path):
 def test_a_third_reviewers_vote_is_refused_once_two_have_voted(vote_db):
     from warehouse import screening
 
-    con, (rid, other, _) = vote_db
+    con, (rid, other, third) = vote_db
     first = w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=2, client_token="t-ann")
     w.append_decision(con, rid, "bob", "title_abstract", "include", reviewers_per_record=2)
     with pytest.raises(w.RecordFullError, match=r"already has the 2 reviewers' decisions it needs") as refused:
@@ -235,18 +235,22 @@ def test_a_third_reviewers_vote_is_refused_once_two_have_voted(vote_db):
     # a replayed post of ann's original vote is still the same row, not a refusal
     assert w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=2,
                              client_token="t-ann") == first
-    # the voters may still change their own votes
-    w.append_decision(con, rid, "ann", "title_abstract", "maybe", reviewers_per_record=2)
-    w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=2)
+    # the voters' own votes are now final too (test_votes_are_final_once_every_reviewer_has_voted)
+    with pytest.raises(w.RecordFullError, match="both reviewers' decisions"):
+        w.append_decision(con, rid, "ann", "title_abstract", "maybe", reviewers_per_record=2)
     # other records and the other stage are not affected
     w.append_decision(con, other, "cat", "title_abstract", "include", reviewers_per_record=2)
     w.append_decision(con, rid, "cat", "full_text", "include", reviewers_per_record=2)
-    # an undo frees the slot; then the one who left cannot come back over the new third reviewer
-    w.append_decision(con, rid, "bob", "title_abstract", "retract", reviewers_per_record=2)
-    w.append_decision(con, rid, "cat", "title_abstract", "include", reviewers_per_record=2)
-    with pytest.raises(w.RecordFullError):
-        w.append_decision(con, rid, "bob", "title_abstract", "include", reviewers_per_record=2)
-    assert screening.current_decisions(con, "title_abstract", rid)[rid].keys() == {"ann", "cat"}
+    # an undo made before the record is complete frees the slot; then the one who left cannot come
+    # back over the new second reviewer
+    w.append_decision(con, third, "dan", "title_abstract", "include", reviewers_per_record=2)
+    w.append_decision(con, third, "dan", "title_abstract", "retract", reviewers_per_record=2)
+    w.append_decision(con, third, "cat", "title_abstract", "include", reviewers_per_record=2)
+    w.append_decision(con, third, "eve", "title_abstract", "include", reviewers_per_record=2)
+    with pytest.raises(w.RecordFullError, match="it needs"):
+        w.append_decision(con, third, "dan", "title_abstract", "include", reviewers_per_record=2)
+    assert screening.current_decisions(con, "title_abstract", third)[third].keys() == {"cat", "eve"}
+    assert screening.current_decisions(con, "title_abstract", rid)[rid].keys() == {"ann", "bob"}
 
 
 def test_a_resolved_record_takes_no_new_reviewer(vote_db):
@@ -261,3 +265,82 @@ def test_a_resolved_record_takes_no_new_reviewer(vote_db):
     w.append_decision(con, rid, "bob", "title_abstract", "include", reviewers_per_record=3)  # own vote: allowed
     screening.append_decision(con, rid, "lee", "title_abstract", "retract", is_resolution=True)
     w.append_decision(con, rid, "cat", "title_abstract", "include", reviewers_per_record=3)  # no longer resolved
+
+
+def _rows(con, rid):
+    return con.execute("SELECT count(*) FROM screening_decisions WHERE record_id = ?", [rid]).fetchall()[0][0]
+
+
+def test_votes_are_final_once_every_reviewer_has_voted(vote_db):
+    """vote, look, undo: once both votes are in (agreeing or not), neither reviewer may change or undo theirs."""
+    from warehouse import screening
+
+    con, (agreed, split, _) = vote_db
+    # before the partner votes, a reviewer may change and undo at will
+    w.append_decision(con, agreed, "ann", "title_abstract", "exclude", reason="x", reviewers_per_record=2)
+    w.append_decision(con, agreed, "ann", "title_abstract", "retract", reviewers_per_record=2)
+    w.append_decision(con, agreed, "ann", "title_abstract", "maybe", reviewers_per_record=2)
+    w.append_decision(con, agreed, "ann", "title_abstract", "include", reviewers_per_record=2)
+    first_bob = w.append_decision(con, agreed, "bob", "title_abstract", "include", reviewers_per_record=2,
+                                  client_token="t-bob")
+    w.append_decision(con, split, "ann", "title_abstract", "include", reviewers_per_record=2)
+    w.append_decision(con, split, "bob", "title_abstract", "exclude", reason="x", reviewers_per_record=2)
+    settled_before = screening.settled_decisions(con, "title_abstract", 2)
+    conflicts_before = [(c.record_id, c.votes) for c in screening.conflicts(con, "title_abstract", 2)]
+    assert settled_before == {agreed: "include"} and [r for r, _ in conflicts_before] == [split]
+    for rid in (agreed, split):
+        n = _rows(con, rid)
+        for who, decision, reason in [("ann", "retract", None), ("ann", "exclude", "x"), ("bob", "retract", None),
+                                      ("bob", "maybe", None), ("ann", "include", None)]:
+            with pytest.raises(w.RecordFullError, match=r"already has both reviewers' decisions at title/abstract"
+                               ) as refused:
+                w.append_decision(con, rid, who, "title_abstract", decision, reason=reason, reviewers_per_record=2)
+            assert isinstance(refused.value, screening.DecisionError)  # the journal and the app handle these
+            assert f"record {rid} " in str(refused.value) and "lead" in str(refused.value)
+        assert _rows(con, rid) == n  # nothing written
+    assert screening.settled_decisions(con, "title_abstract", 2) == settled_before
+    assert [(c.record_id, c.votes) for c in screening.conflicts(con, "title_abstract", 2)] == conflicts_before
+    # a replayed post of bob's vote is still the same row, not a refusal
+    assert w.append_decision(con, agreed, "bob", "title_abstract", "include", reviewers_per_record=2,
+                             client_token="t-bob") == first_bob
+    # a retract from someone with no vote there changes nothing and tells nothing: not refused
+    w.append_decision(con, agreed, "cat", "title_abstract", "retract", reviewers_per_record=2)
+    # the other stage is its own: full-text votes on the same record are still open
+    w.append_decision(con, agreed, "ann", "full_text", "include", reviewers_per_record=2)
+    w.append_decision(con, agreed, "ann", "full_text", "retract", reviewers_per_record=2)
+
+
+def test_a_lead_still_resolves_and_withdraws_a_resolution_on_final_votes(vote_db):
+    from warehouse import screening
+
+    con, (_, split, _) = vote_db
+    w.append_decision(con, split, "ann", "title_abstract", "include", reviewers_per_record=2)
+    w.append_decision(con, split, "bob", "title_abstract", "exclude", reason="x", reviewers_per_record=2)
+    screening.append_decision(con, split, "lee", "title_abstract", "include", is_resolution=True)
+    assert screening.settled_decisions(con, "title_abstract", 2) == {split: "include"}
+    with pytest.raises(w.RecordFullError):
+        w.append_decision(con, split, "bob", "title_abstract", "retract", reviewers_per_record=2)
+    screening.append_decision(con, split, "lee", "title_abstract", "retract", is_resolution=True)
+    assert [c.record_id for c in screening.conflicts(con, "title_abstract", 2)] == [split]  # back to the lead
+
+
+def test_final_votes_with_three_reviewers_per_record(vote_db):
+    con, (rid, _, _) = vote_db
+    w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=3)
+    w.append_decision(con, rid, "bob", "title_abstract", "include", reviewers_per_record=3)
+    w.append_decision(con, rid, "bob", "title_abstract", "retract", reviewers_per_record=3)  # 2 of 3: still open
+    w.append_decision(con, rid, "bob", "title_abstract", "include", reviewers_per_record=3)
+    w.append_decision(con, rid, "cat", "title_abstract", "exclude", reason="x", reviewers_per_record=3)
+    with pytest.raises(w.RecordFullError, match=r"already has all 3 reviewers' decisions"):
+        w.append_decision(con, rid, "ann", "title_abstract", "retract", reviewers_per_record=3)
+
+
+def test_one_reviewer_per_record_keeps_undo(vote_db):
+    """With one reviewer per record there is no partner whose vote could leak: the vote may change."""
+    from warehouse import screening
+
+    con, (rid, _, _) = vote_db
+    w.append_decision(con, rid, "ann", "title_abstract", "include", reviewers_per_record=1)
+    w.append_decision(con, rid, "ann", "title_abstract", "retract", reviewers_per_record=1)
+    w.append_decision(con, rid, "ann", "title_abstract", "exclude", reason="x", reviewers_per_record=1)
+    assert screening.settled_decisions(con, "title_abstract", 1) == {rid: "exclude"}

@@ -157,11 +157,34 @@ def test_a_vote_beyond_reviewers_per_record_is_refused_when_written(wh, tmp_path
     db, r, _ = wh
     journal = DecisionJournal(tmp_path / "capped.sqlite3", db, background=False, reviewers_per_record=2)
     journal.record(**_entry(r["r6"], "tok-third", decision="exclude"))  # ann and bob already agreed: include
-    journal.record(**_entry(r["r4"], "tok-bob-again", decision="include", reviewer="bob"))  # bob changes his own
+    # r4 is a conflict (ann include, bob exclude): both votes are in, so bob's change is refused too
+    journal.record(**_entry(r["r4"], "tok-bob-again", decision="include", reviewer="bob"))
+    journal.record(**_entry(r["r4"], "tok-bob-undo", decision="retract", reviewer="bob"))
     journal.flush()
     assert journal.pending_count() == 0
     err = journal._sql.execute("SELECT error FROM journal WHERE client_token = 'tok-third'").fetchone()[0]
     assert "already has the 2 reviewers' decisions it needs" in err
-    assert _rows(db, "SELECT count(*) FROM screening_decisions WHERE client_token = 'tok-third'") == [(0,)]
-    assert _rows(db, "SELECT count(*) FROM screening_decisions WHERE client_token = 'tok-bob-again'") == [(1,)]
-    assert _rows(db, "SELECT actor, entity_id FROM audit_log WHERE action = 'decision.refused'") == [("cy", str(r["r6"]))]
+    for token in ("tok-bob-again", "tok-bob-undo"):
+        err = journal._sql.execute("SELECT error FROM journal WHERE client_token = ?", (token,)).fetchone()[0]
+        assert "already has both reviewers' decisions at title/abstract" in err
+    assert _rows(db, "SELECT count(*) FROM screening_decisions WHERE client_token LIKE 'tok-%'") == [(0,)]
+    assert _rows(db, "SELECT actor, entity_id FROM audit_log WHERE action = 'decision.refused' ORDER BY id") == [
+        ("cy", str(r["r6"])), ("bob", str(r["r4"])), ("bob", str(r["r4"]))]
+
+
+def test_a_change_before_the_partner_votes_is_written_and_refused_after(wh, tmp_path):
+    db, r, _ = wh
+    journal = DecisionJournal(tmp_path / "capped.sqlite3", db, background=False, reviewers_per_record=2)
+
+    def ft(token, decision, reviewer="cy"):  # r6 passed title/abstract; nobody has voted at full text
+        return {**_entry(r["r6"], token, decision=decision, reviewer=reviewer), "stage": "full_text"}
+
+    for token, decision in (("tok-1", "include"), ("tok-2", "retract"), ("tok-3", "include")):
+        journal.record(**ft(token, decision))
+    journal.record(**ft("tok-bob", "include", reviewer="bob"))
+    journal.record(**ft("tok-4", "retract"))  # after bob's vote, in journal order: refused
+    journal.flush()
+    assert _rows(db, "SELECT client_token FROM screening_decisions WHERE client_token LIKE 'tok-%' "
+                     "ORDER BY decision_id") == [("tok-1",), ("tok-2",), ("tok-3",), ("tok-bob",)]
+    err = journal._sql.execute("SELECT error FROM journal WHERE client_token = 'tok-4'").fetchone()[0]
+    assert "already has both reviewers' decisions at full text" in err

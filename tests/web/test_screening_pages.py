@@ -257,9 +257,9 @@ def test_a_third_reviewer_cannot_turn_an_agreement_into_a_conflict(ws):
         refused = con.execute("SELECT actor, entity_id, CAST(detail AS VARCHAR) FROM audit_log "
                               "WHERE action = 'decision.refused'").fetchall()
     assert len(refused) == 1 and refused[0][:2] == ("cat", str(rid)) and "tok-cat" in refused[0][2]
-    # bob may still change his own vote
+    # and with both votes in, bob's own vote is final too (tests/web/test_final_votes.py)
     assert decide(clients["bob"], csrf["bob"], rid, "maybe").status_code == 303
-    assert _current(ws, rid, "bob") == ("maybe", None)
+    assert _current(ws, rid, "bob") == ("include", None)
 
 
 def test_a_third_full_text_vote_is_refused_at_once(ws):
