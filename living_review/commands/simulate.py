@@ -101,6 +101,9 @@ def read_dataset(path: str):
         raise CommandError(f"label_included must be 0 or 1 (line {_line_of(path, index)}: "
                            f"{df['label_included'].iloc[index]!r})")
     df["label_included"] = labels.astype(float).astype(int)
+    blank = df["record_id"].str.strip() == ""
+    if blank.any():
+        raise CommandError(f"record_id is empty (line {_line_of(path, int(blank.to_numpy().argmax()))})")
     if df["record_id"].duplicated().any():
         dup = df.loc[df["record_id"].duplicated(), "record_id"].iloc[0]
         raise CommandError(f"record_id {dup!r} occurs more than once")
@@ -114,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from living_review.cli import CommandError
     from models.ranking.simulation import SimulationError, SimulationParams, simulate_screening
 
+    if not 0 <= args.seed < 2**32:
+        raise CommandError(f"--seed must be within 0 .. 2**32 - 1, got {args.seed}")
     df = read_dataset(args.dataset)
     if not 0 <= args.audit_fraction <= 1:
         raise CommandError("--audit-fraction must be within [0, 1]")
@@ -137,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
                 w.writerow([pos, ids[i], labels[i]])
         os.replace(tmp, args.output)
     except OSError as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
         raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     found = sum(labels[i] for i in result.order[: result.n_priors])
     print(f"simulated {len(ids)} records ({sum(labels)} includes, priors {result.n_priors} with {found} includes, "

@@ -117,7 +117,7 @@ def simulate_screening(titles: Sequence, abstracts: Sequence, labels: Sequence[i
             continue
         candidates = np.flatnonzero(~screened)  # audit picks come from all of them, held-back ones too
         ys = np.array([revealed[i] for i in order])
-        if 0 < ys.sum() < len(ys):
+        if 0 < ys.sum() < len(ys) and X.shape[1]:  # no vocabulary at all: nothing to fit, stay random
             clf = RelevanceClassifier(random_state=svm_random, **params.classifier).fit(X[order], ys)
             scores = clf.decision_function(X)
             n_fits += 1

@@ -50,7 +50,8 @@ def test_extra_columns_are_ignored(tmp_path):
     assert len(read_order(tmp_path / "o.csv")) == 30
 
 
-@pytest.mark.parametrize("case", ["missing_column", "unreadable", "absent", "too_few_includes", "bad_label"])
+@pytest.mark.parametrize("case", ["missing_column", "unreadable", "absent", "too_few_includes", "bad_label",
+                                  "blank_id", "negative_seed", "huge_seed", "output_is_a_directory"])
 def test_bad_input_is_one_line_error_exit_2(tmp_path, capsys, case):
     data = tmp_path / "d.csv"
     args = []
@@ -67,11 +68,24 @@ def test_bad_input_is_one_line_error_exit_2(tmp_path, capsys, case):
     elif case == "bad_label":
         df.loc[3, "label_included"] = "yes"
         df.to_csv(data, index=False)
+    elif case == "blank_id":
+        df.loc[5, "record_id"] = " "
+        df.to_csv(data, index=False)
+    elif case in ("negative_seed", "huge_seed"):
+        df.to_csv(data, index=False)
+        args = ["--seed", "-1" if case == "negative_seed" else str(2**32)]
     out = tmp_path / "o.csv"
+    if case == "output_is_a_directory":
+        df.to_csv(data, index=False)
+        out.mkdir()
     assert main(["simulate", "--dataset", str(data), "--output", str(out), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("living-review simulate: error:") and "\n" not in err
-    assert not out.exists()
+    assert not out.exists() or (case == "output_is_a_directory" and out.is_dir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        {data.name, out.name} & {p.name for p in tmp_path.iterdir()})  # no half-written ORDER.csv.tmp left
+    if case == "blank_id":
+        assert "line 7" in err  # header + rows 0..5
 
 
 def _lines(df: pd.DataFrame, trailing: str = "") -> str:

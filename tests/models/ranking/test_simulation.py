@@ -116,3 +116,13 @@ def test_empties_due_compares_the_recent_include_rate_with_the_lower_bound_preva
     assert not due(0, window=61)  # fewer text records than the window: too early to judge
     screened[99] = True
     assert not due(0)         # nothing left to screen
+
+
+@pytest.mark.parametrize("titles", [["", "", "", "", ""], ["a", "b", "c", "d", "e"]])
+def test_a_dataset_without_a_single_usable_word_is_screened_in_random_order(titles):
+    """No vocabulary at all (no text, or one-letter words only): there is nothing to fit, so the
+    order stays random (seeded) instead of the classifier failing on zero features."""
+    labels = [1, 0, 1, 0, 0]
+    res = simulate_screening(titles, [""] * 5, labels, seed=3)
+    assert sorted(res.order) == list(range(5)) and res.n_fits == 0
+    assert res.order == simulate_screening(titles, [""] * 5, labels, seed=3).order
