@@ -246,6 +246,9 @@ def main(argv=None) -> int:
                     help="skip the extra 2-parser-process run")
     ap.add_argument("--quick", action="store_true", help="10,000 records, 100k-record big warehouse, 3 repeats")
     args = ap.parse_args(argv)
+    if args.only != "quiet" and not any(FIXTURES.rglob("*.xml")):
+        ap.error(f"no PubMed XML in {FIXTURES}: the throughput part needs ../shared/data/pubmed/fixtures "
+                 "beside the repository (or run --only quiet)")
     if args.quick:
         args.records, args.big, args.repeats = 10_000, 100_000, 3
     workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) - 1)

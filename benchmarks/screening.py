@@ -194,6 +194,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     files = sorted(DATA_DIR.glob("*.csv"), key=lambda f: f.stat().st_size)
+    if not files:
+        p.error(f"no labelled datasets in {DATA_DIR}: this benchmark needs ../shared/data/screening beside the repository")
     if args.datasets != "all":
         wanted = args.datasets.split(",")
         files = [f for f in files if f.stem in wanted]
