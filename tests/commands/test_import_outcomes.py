@@ -96,41 +96,35 @@ def _import(path, capsys, studies=True) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-def test_a_duplicated_column_name_is_refused_and_nothing_is_imported(home, tmp_path, capsys):
+def _duplicated_column(lines):
     """csv.DictReader kept the last of two same-named columns: a row "...,41,,,,,999" under a header
     ending "...,sd_ctl,n_int" was stored with n_int = 999 instead of 40."""
-    lines = _fixture_lines()
     lines[0] += ",n_int"
     lines[1:] = [ln + ",999" for ln in lines[1:]]
-    f = tmp_path / "dup.csv"
+    return "line 1: duplicate column name(s): n_int"
+
+
+def _extra_field(lines):
+    lines[4] += ",EXTRA"  # line 5; DictReader filed it under the key None and imported the row as if whole
+    return "line 5: 11 fields, the header has 10"
+
+
+def _missing_field(lines):
+    assert lines[3].endswith(",4.6,1.4")
+    lines[3] = lines[3][: -len(",1.4")]  # line 4: the last field (sd_ctl) is missing, not empty
+    return "line 4: 9 fields, the header has 10"
+
+
+@pytest.mark.parametrize("damage", [_duplicated_column, _extra_field, _missing_field],
+                         ids=["duplicated-column", "more-fields", "fewer-fields"])
+def test_a_file_whose_columns_cannot_be_trusted_is_refused_and_nothing_is_imported(home, tmp_path, capsys, damage):
+    lines = _fixture_lines()
+    message = damage(lines)
+    f = tmp_path / "ragged.csv"
     f.write_text("\n".join(lines) + "\n")
     rc, err = _import(f, capsys)
     assert rc == 2 and "nothing imported" in err
-    assert f"{f}: line 1: duplicate column name(s): n_int" in err
-    assert _outcome_rows(home / "warehouse.duckdb") == 0
-
-
-def test_a_row_with_more_fields_than_the_header_is_refused(home, tmp_path, capsys):
-    """DictReader filed the extra field under the key None and the row was imported as if whole."""
-    lines = _fixture_lines()
-    lines[4] += ",EXTRA"  # line 5
-    f = tmp_path / "extra.csv"
-    f.write_text("\n".join(lines) + "\n")
-    rc, err = _import(f, capsys)
-    assert rc == 2 and "1 error(s); nothing imported" in err
-    assert f"{f}: line 5: 11 fields, the header has 10" in err
-    assert _outcome_rows(home / "warehouse.duckdb") == 0
-
-
-def test_a_row_with_fewer_fields_than_the_header_is_refused(home, tmp_path, capsys):
-    lines = _fixture_lines()
-    assert lines[3].endswith(",4.6,1.4")
-    lines[3] = lines[3][: -len(",1.4")]  # line 4: the last field (sd_ctl) is missing, not empty
-    f = tmp_path / "short.csv"
-    f.write_text("\n".join(lines) + "\n")
-    rc, err = _import(f, capsys)
-    assert rc == 2 and "1 error(s); nothing imported" in err
-    assert f"{f}: line 4: 9 fields, the header has 10" in err
+    assert f"{f}: {message}" in err
     assert _outcome_rows(home / "warehouse.duckdb") == 0
 
 

@@ -66,19 +66,21 @@ def test_a_job_that_times_out_waiting_for_its_turn_is_withdrawn_and_never_writte
     assert isinstance(lockturns.TurnTimeout("x"), TimeoutError)
 
 
-def test_a_job_already_running_at_the_timeout_is_waited_for_and_its_result_returned(db):
+def _run_past_its_timeout(db, body, timeout: float) -> tuple[dict, dict]:
+    """Run `body(con)` through LockTurns.run(timeout=...) in a thread; the job starts at once and is
+    held until the caller's timeout has passed. Returns (outcome at the timeout, final outcome)."""
     turns = LockTurns(db)
     running, release = threading.Event(), threading.Event()
     outcome: dict = {}
 
-    def slow_write(con):
+    def job(con):
         running.set()
         release.wait(30)
-        return _write("slow write")(con)
+        return body(con)
 
     def caller():
         try:
-            outcome["value"] = turns.run(slow_write, timeout=1.0)
+            outcome["value"] = turns.run(job, timeout=timeout)
         except BaseException as exc:  # noqa: BLE001
             outcome["error"] = exc
 
@@ -86,38 +88,27 @@ def test_a_job_already_running_at_the_timeout_is_waited_for_and_its_result_retur
     t = threading.Thread(target=caller)
     t.start()
     assert running.wait(30)
-    time.sleep(max(0.0, submitted + 1.5 - time.monotonic()))  # the caller's timeout has passed mid-job
-    assert not outcome
+    time.sleep(max(0.0, submitted + timeout + 0.5 - time.monotonic()))  # the caller's timeout has passed mid-job
+    at_timeout = dict(outcome)
     release.set()
     t.join(30)
+    return at_timeout, outcome
+
+
+def test_a_job_already_running_at_the_timeout_is_waited_for_and_its_result_returned(db):
+    at_timeout, outcome = _run_past_its_timeout(db, _write("slow write"), timeout=1.0)
+    assert at_timeout == {}  # still waiting for the job, not answered with a timeout
     assert outcome == {"value": "written"}
     assert _count(db, "slow write") == 1
 
 
 def test_a_job_already_running_at_the_timeout_that_fails_reports_its_own_error(db):
-    turns = LockTurns(db)
-    running, release = threading.Event(), threading.Event()
-    outcome: dict = {}
-
     def fails(con):
-        running.set()
-        release.wait(30)
         _write("rolled back")(con)
         raise ValueError("the job's own error")
 
-    def caller():
-        try:
-            outcome["value"] = turns.run(fails, timeout=0.5)
-        except BaseException as exc:  # noqa: BLE001
-            outcome["error"] = exc
-
-    submitted = time.monotonic()
-    t = threading.Thread(target=caller)
-    t.start()
-    assert running.wait(30)
-    time.sleep(max(0.0, submitted + 1.0 - time.monotonic()))
-    release.set()
-    t.join(30)
+    at_timeout, outcome = _run_past_its_timeout(db, fails, timeout=0.5)
+    assert at_timeout == {}
     assert isinstance(outcome.get("error"), ValueError)
     assert _count(db, "rolled back") == 0
 
