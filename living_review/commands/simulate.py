@@ -122,12 +122,10 @@ def run(args: argparse.Namespace) -> int:
     df = read_dataset(args.dataset)
     if not 0 <= args.audit_fraction <= 1:
         raise CommandError("--audit-fraction must be within [0, 1]")
-    optional = {c: df[c].tolist() for c in ("mesh", "publication_types") if c in df.columns}
-    try:
+    try:  # title and abstract only: the contract says other columns are ignored
         result = simulate_screening(
             df["title"].tolist(), df["abstract"].tolist(), df["label_included"].tolist(), seed=args.seed,
             prior_included=args.prior_included, prior_excluded=args.prior_excluded,
-            mesh=optional.get("mesh"), publication_types=optional.get("publication_types"),
             params=SimulationParams(audit_fraction=args.audit_fraction))
     except SimulationError as exc:
         raise CommandError(str(exc)) from None

@@ -43,11 +43,18 @@ def test_deterministic_for_a_seed_and_default_priors_are_one_and_one(tmp_path):
 
 
 def test_extra_columns_are_ignored(tmp_path):
+    """The contract: other columns are ignored, even ones our production model would use as features."""
     df = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False).head(30)
+    df.to_csv(tmp_path / "plain.csv", index=False)
     df["doi"] = "x"
+    df["mesh"] = ["Attachment; Infant" if i % 2 else "Histamine Antagonists" for i in range(len(df))]
+    df["publication_types"] = "Randomized Controlled Trial"
     df.to_csv(tmp_path / "d.csv", index=False)
-    assert main(["simulate", "--dataset", str(tmp_path / "d.csv"), "--output", str(tmp_path / "o.csv")]) == 0
-    assert len(read_order(tmp_path / "o.csv")) == 30
+    for name in ("plain", "d"):
+        assert main(["simulate", "--dataset", str(tmp_path / f"{name}.csv"), "--output", str(tmp_path / f"{name}-o.csv"),
+                     "--seed", "2"]) == 0
+    assert len(read_order(tmp_path / "d-o.csv")) == 30
+    assert (tmp_path / "d-o.csv").read_bytes() == (tmp_path / "plain-o.csv").read_bytes()
 
 
 @pytest.mark.parametrize("case", ["missing_column", "unreadable", "absent", "too_few_includes", "bad_label",
