@@ -52,6 +52,8 @@ def _fmt(v: float | None, ratio: bool, digits: int = 2) -> str:
         return "NA"
     if ratio:
         e = math.exp(v) if v < 700 else float("inf")
+        if e < 10 ** -digits:  # 0.0015 would print as 0.00
+            return f"{e:.2g}"
         return f"{e:.{digits}f}" if e < 1000 else f"{e:.3g}"
     return f"{v:.{digits}f}"
 
@@ -94,13 +96,24 @@ def _limits(values: list[float], ratio: bool) -> tuple[float, float]:
     return lo, hi
 
 
-def _ratio_ticks(ax, lo: float, hi: float) -> None:
-    nice = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
+def _ratio_ticks(ax, lo: float, hi: float, axis: str = "x") -> None:
+    """Back-transformed ticks on a log-scale axis; over a wide range only the powers of ten."""
+    nice = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
     ticks = [math.log(t) for t in nice if lo <= math.log(t) <= hi]
+    if len(ticks) > 9:
+        ticks = [t for t in ticks if abs(t / math.log(10) - round(t / math.log(10))) < 1e-9]
     if len(ticks) < 3:
         ticks = sorted(set(ticks) | {0.0})
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{math.exp(t):g}" for t in ticks])
+    getattr(ax, f"set_{axis}ticks")(ticks)
+    getattr(ax, f"set_{axis}ticklabels")([f"{math.exp(t):g}" for t in ticks])
+
+
+def _clipped_arrows(ax, y: float, lb: float, ub: float, lo: float, hi: float, color: str) -> None:
+    """Arrow heads where an interval runs past the axis: it does not end there."""
+    for end, edge, back in ((lb, lo, 1), (ub, hi, -1)):
+        if (end < edge) if back == 1 else (end > edge):
+            ax.annotate("", xy=(edge, y), xytext=(edge + back * 0.04 * (hi - lo), y),
+                        arrowprops=dict(arrowstyle="->", color=color, lw=1))
 
 
 def _diamond(ax, y: float, est: float, lb: float, ub: float, color: str, h: float = 0.32) -> None:
@@ -160,7 +173,14 @@ def forest_plot(result: dict, stem: Path, *, title: str = "", subgroups: list[di
     ax.text(col_x["w"], -1.0, "Weight", transform=tr, fontweight="bold", va="center", ha="center", fontsize=9)
     ax.text(col_x["est"], -1.0, f"{measure} [95% CI]" if result.get("level", 95) == 95 else f"{measure} [CI]",
             transform=tr, fontweight="bold", va="center", ha="center", fontsize=9)
-    weights = [s.get("weight") or 0 for p in panels for s in (p.get("studies") or [])]
+    # With subgroup panels a study's weight is its share of the whole analysis (RevMan's convention:
+    # the column adds up to the Overall row's 100%); each panel's own weights would add up to 100% each.
+    overall_w = {s["study_id"]: s.get("weight") for s in (result.get("studies") or [])} if subgroups else {}
+
+    def weight_of(study: dict):
+        return overall_w.get(study["study_id"], study.get("weight")) if subgroups else study.get("weight")
+
+    weights = [weight_of(s) or 0 for p in panels for s in (p.get("studies") or [])]
     wmax = max(weights) if weights and max(weights) > 0 else 1.0
     for y, (kind, item) in enumerate(rows):
         if kind == "header":
@@ -170,13 +190,8 @@ def forest_plot(result: dict, stem: Path, *, title: str = "", subgroups: list[di
             se = math.sqrt(item["vi"])
             lb, ub = item["yi"] - z * se, item["yi"] + z * se
             ax.plot([max(lb, lo), min(ub, hi)], [y, y], color=INK, lw=1, zorder=2)
-            if lb < lo:
-                ax.annotate("", xy=(lo, y), xytext=(lo + 0.04 * (hi - lo), y),
-                            arrowprops=dict(arrowstyle="->", color=INK, lw=1))
-            if ub > hi:
-                ax.annotate("", xy=(hi, y), xytext=(hi - 0.04 * (hi - lo), y),
-                            arrowprops=dict(arrowstyle="->", color=INK, lw=1))
-            w = item.get("weight") or 0
+            _clipped_arrows(ax, y, lb, ub, lo, hi, INK)
+            w = weight_of(item) or 0
             size = 4 + 10 * math.sqrt(w / wmax) if w else 4
             if lo <= item["yi"] <= hi:
                 ax.plot(item["yi"], y, marker="s", ms=size, color=ACCENT, mec=ACCENT, zorder=3)
@@ -184,7 +199,8 @@ def forest_plot(result: dict, stem: Path, *, title: str = "", subgroups: list[di
             a, b = _arms(item)
             ax.text(col_x["int"], y, a, transform=tr, va="center", ha="center", fontsize=8.5)
             ax.text(col_x["ctl"], y, b, transform=tr, va="center", ha="center", fontsize=8.5)
-            ax.text(col_x["w"], y, f"{w:.1f}%" if item.get("weight") is not None else "", transform=tr, va="center", ha="center", fontsize=8.5)
+            ax.text(col_x["w"], y, f"{w:.1f}%" if weight_of(item) is not None else "", transform=tr, va="center",
+                    ha="center", fontsize=8.5)
             ax.text(col_x["est"], y, _est_ci(item["yi"], lb, ub, ratio), transform=tr, va="center", ha="center",
                     fontsize=8.5)
         elif kind in ("subtotal", "overall"):
@@ -200,14 +216,19 @@ def forest_plot(result: dict, stem: Path, *, title: str = "", subgroups: list[di
                     fontweight="bold" if bold else "normal")
             if est is not None and lb is not None and ub is not None:
                 _diamond(ax, y, est, max(lb, lo), min(ub, hi), ACCENT if bold else SUB)
+                _clipped_arrows(ax, y, lb, ub, lo, hi, ACCENT if bold else SUB)
                 ax.text(col_x["est"], y, _est_ci(est, lb, ub, ratio), transform=tr, va="center", ha="center",
                         fontsize=8.5, fontweight="bold" if bold else "normal")
-                ax.text(col_x["w"], y, "100%" if bold else "", transform=tr, va="center", ha="center", fontsize=8.5)
+                share = sum(weight_of(s) or 0 for s in item.get("studies") or []) if not bold else 100.0
+                ax.text(col_x["w"], y, "100%" if bold else f"{share:.1f}%" if overall_w else "", transform=tr,
+                        va="center", ha="center", fontsize=8.5)
         elif kind == "pi":
             lb, ub = item["pi_lb"], item["pi_ub"]
             ax.plot([max(lb, lo), min(ub, hi)], [y, y], color=ACCENT, lw=2.5, solid_capstyle="butt")
-            ax.plot([max(lb, lo)] * 2, [y - 0.18, y + 0.18], color=ACCENT, lw=1.5)
-            ax.plot([min(ub, hi)] * 2, [y - 0.18, y + 0.18], color=ACCENT, lw=1.5)
+            for end, edge, inside in ((lb, lo, lb >= lo), (ub, hi, ub <= hi)):
+                if inside:  # an end cap only where the interval really ends
+                    ax.plot([end] * 2, [y - 0.18, y + 0.18], color=ACCENT, lw=1.5)
+            _clipped_arrows(ax, y, lb, ub, lo, hi, ACCENT)
             ax.text(col_x["study"], y, "95% prediction interval" if item.get("level", 95) == 95 else "Prediction interval",
                     transform=tr, va="center", fontsize=9, fontstyle="italic")
             ax.text(col_x["est"], y, f"[{_fmt(lb, ratio)}, {_fmt(ub, ratio)}]", transform=tr, va="center",
@@ -315,13 +336,15 @@ def cumulative_plot(history: list[dict], stem: Path, *, title: str = "", measure
     ratio = measure in RATIO
     n = len(history)
     fig, ax = plt.subplots(figsize=(max(5.5, 1.0 + 0.9 * n), 4.2))
+    first_pi = next((i for i, h in enumerate(history) if h.get("pi_lb") is not None), None)
+    first_ci = next((i for i, h in enumerate(history) if h.get("ci_lb") is not None), None)
     for i, h in enumerate(history):
         if h.get("pi_lb") is not None:
             ax.plot([i, i], [h["pi_lb"], h["pi_ub"]], color=ACCENT, lw=1, alpha=0.45,
-                    label="95% PI" if i == 0 else None)
+                    label="95% PI" if i == first_pi else None)
         if h.get("ci_lb") is not None:
             ax.plot([i, i], [h["ci_lb"], h["ci_ub"]], color=ACCENT, lw=3, solid_capstyle="butt",
-                    label="95% CI" if i == 0 else None)
+                    label="95% CI" if i == first_ci else None)
         if h.get("estimate") is not None:
             ax.plot(i, h["estimate"], marker="D", color=ACCENT, ms=7, zorder=3)
             ax.annotate(f"{_fmt(h['estimate'], ratio)}\nk = {h.get('k')}", (i, h["estimate"]), xytext=(8, 0),
@@ -335,10 +358,7 @@ def cumulative_plot(history: list[dict], stem: Path, *, title: str = "", measure
     ax.set_ylabel(f"{MEASURE_NAMES.get(measure, measure)}{' (log scale)' if ratio else ''}")
     if ratio:
         lo, hi = ax.get_ylim()
-        nice = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20]
-        ticks = [math.log(t) for t in nice if lo <= math.log(t) <= hi]
-        ax.set_yticks(ticks)
-        ax.set_yticklabels([f"{math.exp(t):g}" for t in ticks])
+        _ratio_ticks(ax, lo, hi, axis="y")
         ax.set_ylim(lo, hi)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
