@@ -5,6 +5,13 @@ the database lock. Worker processes parse and prepare article chunks (`prepare_b
 process only appends, one transaction per chunk, in file order, so the result is the same as a
 sequential `append_records` over the same records. What crosses between processes is small: byte
 ranges one way, a `PreparedBatch` of plain column lists the other.
+
+Update files' `<DeleteCitation>` PMIDs travel with their batch and are recorded in the same
+transaction as its records (`note_deletions`: the records stay, `deleted_records` lists them).
+
+A file without its closing `</PubmedArticleSet>` (cut off) always fails, also when the cut falls
+right after a chunk's last article; a truncated .gz fails with a PubmedParseError naming the file.
+Batches before the damaged one stay committed (one batch = one transaction), nothing after it.
 """
 
 from __future__ import annotations
@@ -15,13 +22,16 @@ import io
 import mmap
 import multiprocessing
 import os
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.pubmed import PubmedParseError
 from models.records import Record
-from warehouse.records import AppendCounts, PreparedBatch, append_prepared, prepare_batch
+from warehouse.db import transaction
+from warehouse.records import AppendCounts, PreparedBatch, append_prepared, note_deletions, prepare_batch
 
 _SET_OPEN = b"<PubmedArticleSet"
 _SET_CLOSE = b"</PubmedArticleSet>"
@@ -34,6 +44,7 @@ class IngestResult:
     records: int = 0
     batches: int = 0
     counts: AppendCounts = field(default_factory=AppendCounts)
+    deleted: int = 0  # PMIDs named by <DeleteCitation> blocks (recorded in record_deletions)
 
 
 def _open(path: Path):
@@ -83,7 +94,9 @@ def iter_pieces(path: str | os.PathLike, articles_per_chunk: int) -> Iterator[Pi
                 chunk_start, count = pos, 0
         close = mm.rfind(_SET_CLOSE, chunk_start)
         body_end = close if close >= 0 else len(mm)
-        if count or mm[chunk_start:body_end].strip():
+        # No closing tag: the remainder goes to the parser unclosed, even if it is only whitespace,
+        # so a file cut right after a chunk's last article is reported as truncated.
+        if count or close < 0 or mm[chunk_start:body_end].strip():
             yield (str(path), chunk_start, body_end, close >= 0)
 
 
@@ -136,7 +149,18 @@ def iter_chunks(path: str | os.PathLike, articles_per_chunk: int) -> Iterator[by
 
 
 def _iter_stream_chunks(path: Path, articles_per_chunk: int) -> Iterator[bytes]:
-    """iter_chunks for streams (gzip): read in blocks, keep only the unfinished article."""
+    """iter_chunks for streams (gzip): read in blocks, keep only the unfinished article.
+
+    A truncated or corrupt gzip stream raises PubmedParseError naming the file (chunks read
+    before the damage have been yielded).
+    """
+    try:
+        yield from _read_stream_chunks(path, articles_per_chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise PubmedParseError(f"{path}: truncated or unreadable compressed stream: {exc}") from exc
+
+
+def _read_stream_chunks(path: Path, articles_per_chunk: int) -> Iterator[bytes]:
     with _open(path) as fh:
         buf = fh.read(_BLOCK)
         start = buf.find(_SET_OPEN)
@@ -178,7 +202,7 @@ def _iter_stream_chunks(path: Path, articles_per_chunk: int) -> Iterator[bytes]:
         rest = b"".join(parts) + buf
         close = rest.rfind(_SET_CLOSE)
         body = rest[:close] if close >= 0 else rest  # no closing tag: let the parser call it truncated
-        if count or body.strip():
+        if count or close < 0 or body.strip():
             yield b"<PubmedArticleSet>" + body + (_SET_CLOSE if close >= 0 else b"")
 
 
@@ -205,8 +229,16 @@ def parse_chunk(piece: Piece, label: str = "") -> PreparedBatch:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        items = iter_pubmed(io.BytesIO(data), skip_references=False)
-        return prepare_batch(item for item in items if isinstance(item, Record))
+        deleted: list[str] = []
+        records: list[Record] = []
+        for item in iter_pubmed(io.BytesIO(data), skip_references=False):
+            if isinstance(item, Record):
+                records.append(item)
+            else:  # a Deletion (update files put them after the articles)
+                deleted.extend(item.pmids)
+        batch = prepare_batch(records)
+        batch.deleted = tuple(deleted)
+        return batch
     except PubmedParseError as exc:
         raise PubmedParseError(f"{label}: {exc}" if label else str(exc)) from None
     finally:
@@ -225,39 +257,54 @@ def ingest_files(
     """Parse every file and append its records, one transaction per `batch_size` articles.
 
     `workers=0` parses in this process (no pool); default: one worker per spare core, at least one.
+    A batch's `<DeleteCitation>` PMIDs are recorded in its transaction, under the file's name.
     """
     global _buffer
     if workers is None:
         workers = max(1, (os.cpu_count() or 2) - 1)
     result = IngestResult()
-    totals = [0, 0, 0, 0]
+    totals = dict.fromkeys(("new", "duplicates", "updated", "unchanged", "alias_updated"), 0)
 
-    def absorb(batch: PreparedBatch) -> None:
-        counts = append_prepared(db_path, run_id, strategy, batch)
+    def absorb(batch: PreparedBatch, source: str) -> None:
+        with transaction(db_path):  # the append and the deletions commit together
+            counts = append_prepared(db_path, run_id, strategy, batch)
+            if batch.deleted:
+                result.deleted += note_deletions(db_path, run_id, source, batch.deleted)
         result.records += len(batch)
         result.batches += 1
-        for i, v in enumerate((counts.new, counts.duplicates, counts.updated, counts.unchanged)):
-            totals[i] += v
+        for name in totals:
+            totals[name] += getattr(counts, name)
 
-    chunks = ((piece, f"{path}, batch {k + 1} of {batch_size} articles")
+    # (piece, label, file name); a file that cannot be read (truncated .gz) raises while iterating
+    chunks = ((piece, f"{path}, batch {k + 1} of {batch_size} articles", Path(path).name)
               for path in paths for k, piece in enumerate(iter_pieces(path, batch_size)))
     try:
         if workers == 0:
-            for chunk in chunks:
-                absorb(parse_chunk(*chunk))
+            for piece, label, source in chunks:
+                absorb(parse_chunk(piece, label), source)
         else:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads/DuckDB
             with ctx.Pool(workers) as pool:
                 pending: deque = deque()
-                for chunk in chunks:
-                    pending.append(pool.apply_async(parse_chunk, chunk))
-                    if len(pending) == 1 and not result.batches:
-                        import pandas  # noqa: F401  (the append needs it: import it while the parsers start)
-                    if len(pending) > 2 * workers:  # bounded read-ahead: memory stays flat in file size
-                        absorb(pending.popleft().get())
+                try:
+                    for piece, label, source in chunks:
+                        pending.append((pool.apply_async(parse_chunk, (piece, label)), source))
+                        if len(pending) == 1 and not result.batches:
+                            import pandas  # noqa: F401  (the append needs it: import it while the parsers start)
+                        if len(pending) > 2 * workers:  # bounded read-ahead: memory stays flat in file size
+                            job, src = pending.popleft()
+                            absorb(job.get(), src)
+                except PubmedParseError:
+                    # the reader failed (truncated .gz): the batches read before it are committed first,
+                    # as they are without a pool (an earlier parse error, if any, is raised instead)
+                    while pending:
+                        job, src = pending.popleft()
+                        absorb(job.get(), src)
+                    raise
                 while pending:
-                    absorb(pending.popleft().get())
+                    job, src = pending.popleft()
+                    absorb(job.get(), src)
     finally:
         _buffer = bytearray()  # parser processes end with their pool; this one goes on
-    result.counts = AppendCounts(*totals)
+    result.counts = AppendCounts(**totals)
     return result

@@ -6,8 +6,15 @@ behind. Writes are set-based (the batch is registered as a relation and inserted
 the shorter the batch holds it, the quicker their decisions go through.
 
 Dedupe order, against the warehouse and within the batch: PMID (also PMIDs merged before, kept
-in `record_aliases`) → normalised DOI → normalised title + year. A merged PMID becomes an alias
-of the record it duplicates; its provenance is still recorded.
+in `record_aliases`) → normalised DOI → normalised title + year. Two records that both have a DOI,
+and different ones, are never merged by title (a corrected-and-republished paper, a duplicate
+publication in two journals). A merged PMID becomes an alias of the record it duplicates; its
+provenance is still recorded, and so is its own content (`record_alias_versions`, migration 008):
+version 1 at the merge, a new version whenever that PMID changes upstream, so a wrong merge can be
+undone and a retraction of the alias is seen.
+
+The same PMID twice in one batch: the last occurrence is its content (PubMed files are in order,
+as the snapshot reader reads them); earlier ones are counted as duplicates and never stored.
 
 Versions (migration 005): the current content of a record is its `records` row; a version's
 JSON is written to `record_versions.data` when a newer version supersedes it, so a bulk append
@@ -39,12 +46,15 @@ class AppendCounts:
     `duplicates` = records already in the warehouse with the same content, or merged into another
     record (DOI, title + year, or repeated within the batch); `unchanged` is the part of it that was
     the same PMID re-seen with identical content (`duplicates - unchanged` = merges).
+    `alias_updated` is the part of the merges that were a merged PMID seen again with changed content
+    (a new `record_alias_versions` row: e.g. the alias PMID was retracted).
     """
 
     new: int = 0
     duplicates: int = 0
     updated: int = 0
     unchanged: int = 0
+    alias_updated: int = 0
 
     @property
     def merged(self) -> int:
@@ -341,6 +351,7 @@ class PreparedBatch:
     hashes: list[str]
     columns: dict[str, list]  # _CONTENT_COLUMNS → values (lists joined, JSON fields as JSON text)
     json_lists: tuple[str, ...] = ()  # list columns sent as JSON arrays in this batch
+    deleted: tuple[str, ...] = ()  # PMIDs of <DeleteCitation> blocks read with the batch (see note_deletions)
 
     def __len__(self) -> int:
         return len(self.pmids)
@@ -404,6 +415,13 @@ def _content_sql(batch: PreparedBatch, alias: str = "s") -> list[str]:
     return exprs
 
 
+def _json_sql(batch: PreparedBatch, alias: str = "s") -> str:
+    """SQL of a staged record's content as JSON (what Record.to_dict gives)."""
+    exprs = dict(zip(_CONTENT_COLUMNS, _content_sql(batch, alias)))
+    exprs["pmid"] = f"{alias}.pmid"
+    return "to_json({" + ", ".join(f"'{name}': {exprs[name]}" for name in _RECORD_FIELDS) + "})"
+
+
 # The JSON of a record's current content (what Record.to_dict gives), built from its records row.
 _ROW_JSON = """to_json({'pmid': r.pmid, 'title': r.title, 'abstract': r.abstract, 'journal': r.journal,
     'year': r.year, 'authors': r.authors, 'doi': r.doi, 'mesh': r.mesh, 'publication_types': r.publication_types,
@@ -432,86 +450,115 @@ def append_prepared(db_path: str | os.PathLike, run_id: str, strategy: str, batc
     usable_titles, hashes = batch.match_title_keys, batch.hashes
     keys = pd.DataFrame({"pmid": pmids, "doi_key": doi_keys, "title_key": usable_titles})
 
+    # The same PMID twice: the batch is classified in first-occurrence order, with the content of the
+    # last occurrence (PubMed files are in order). Positions below (`j`) index that last occurrence.
+    last: dict[str, int] = {}
+    for i, pmid in enumerate(pmids):
+        last[pmid] = i
+
     with transaction(db_path) as con:
         con.register("_keys", keys)
         try:
-            # One statement, one scan per key column: (kind, key, record_id, content_hash, version/how)
+            # One statement, one scan per key column: (kind, key, record_id, content_hash, extra, version)
             found = con.execute(
-                """SELECT 'p', r.pmid, r.record_id, r.content_hash, r.version::VARCHAR FROM records r
+                """SELECT 'p', r.pmid, r.record_id, r.content_hash, NULL, r.version FROM records r
                    WHERE r.pmid IN (SELECT pmid FROM _keys)
                    UNION ALL
-                   SELECT 'a', a.pmid, a.record_id, NULL, a.matched_by FROM record_aliases a
+                   SELECT 'a', a.pmid, a.record_id, v.content_hash, a.matched_by, coalesce(v.version, 0)
+                   FROM record_aliases a LEFT JOIN (
+                       SELECT pmid, max(version) AS version, arg_max(content_hash, version) AS content_hash
+                       FROM record_alias_versions WHERE pmid IN (SELECT pmid FROM _keys) GROUP BY pmid) v
+                     ON v.pmid = a.pmid
                    WHERE a.pmid IN (SELECT pmid FROM _keys)
                    UNION ALL
-                   SELECT 'd', r.doi_key, min(r.record_id), NULL, NULL FROM records r
+                   SELECT 'd', r.doi_key, min(r.record_id), NULL, NULL, NULL FROM records r
                    WHERE r.doi_key IN (SELECT doi_key FROM _keys WHERE doi_key IS NOT NULL) GROUP BY r.doi_key
                    UNION ALL
-                   SELECT 't', r.title_key, min(r.record_id), NULL, NULL FROM records r
+                   SELECT 't', r.title_key, min(r.record_id), NULL, r.doi_key, NULL FROM records r
                    WHERE r.title_key IN (SELECT title_key FROM _keys WHERE title_key IS NOT NULL)
-                   GROUP BY r.title_key""").fetchall()
+                   GROUP BY r.title_key, r.doi_key""").fetchall()
         finally:
             con.unregister("_keys")
         by_pmid: dict[str, tuple[int, str, int]] = {}
-        by_alias: dict[str, tuple[int, str]] = {}
+        by_alias: dict[str, tuple[int, str, str | None, int]] = {}  # pmid -> (record_id, how, hash, version)
         by_doi: dict[str, int] = {}
-        by_title: dict[str, int] = {}
-        for kind, key, rid, chash, extra in found:
+        by_title: dict[str, list[tuple[int, str | None]]] = {}  # title_key -> [(record_id, doi_key)]
+        for kind, key, rid, chash, extra, version in found:
             if kind == "p":
-                by_pmid[key] = (rid, chash, int(extra))
+                by_pmid[key] = (rid, chash, int(version))
             elif kind == "a":
-                by_alias[key] = (rid, extra)
+                by_alias[key] = (rid, extra, chash, int(version))
             elif kind == "d":
                 by_doi[key] = rid
             else:
-                by_title[key] = rid
+                by_title.setdefault(key, []).append((rid, extra))
+        for candidates in by_title.values():
+            candidates.sort(key=lambda c: c[0])
+
+        def title_match(candidates: list, doi_key: str | None) -> tuple[object, str | None] | None:
+            """The first candidate a record may merge with by title: not when both DOIs are known and differ."""
+            for target, target_doi in candidates:
+                if doi_key is None or target_doi is None or target_doi == doi_key:
+                    return target, target_doi
+            return None
 
         # Classify in batch order. A target is an existing record_id (int) or a batch position
-        # of a record inserted now (str "#i"), resolved to its record_id after the insert.
+        # of a record inserted now (str "#j"), resolved to its record_id after the insert.
         new_pos: list[int] = []
         updated_pos: list[tuple[int, int, int]] = []  # (position, record_id, new version)
         aliases: list[tuple[str, object, str]] = []   # (pmid, target, matched_by)
+        alias_versions: list[tuple[int, object, int]] = []  # (position, target, alias version)
         provenance: dict[object, tuple[str, str]] = {}  # target -> (pmid_seen, matched_by), first wins
         hits: dict[str, tuple[object, str]] = {}       # pmid -> (target, outcome), first wins
         seen_doi: dict[str, object] = {}
-        seen_title: dict[str, object] = {}
-        n_unchanged = n_merged = 0
+        seen_title: dict[str, list[tuple[object, str | None]]] = {}  # title_key -> [(target, its doi_key)]
+        n_unchanged = n_merged = n_alias_updated = 0
         for i, pmid in enumerate(pmids):
-            if pmid in hits:  # the same PMID twice in one batch
+            if pmid in hits:  # the same PMID again in this batch: its last occurrence was used already
                 n_merged += 1
                 continue
-            doi_key, title_key = doi_keys[i], usable_titles[i]
+            j = last[pmid]
+            doi_key, title_key = doi_keys[j], usable_titles[j]
+            target_doi = doi_key  # the DOI of the record it lands in, as far as this batch knows
             if pmid in by_pmid:
                 target, current_hash, version = by_pmid[pmid]
                 how = "pmid"
-                if hashes[i] != current_hash:
-                    updated_pos.append((i, target, version + 1))
+                if hashes[j] != current_hash:
+                    updated_pos.append((j, target, version + 1))
                     outcome = "updated"
                 else:
                     n_unchanged += 1
                     outcome = "unchanged"
             elif pmid in by_alias:
-                target, how = by_alias[pmid]
+                target, how, alias_hash, alias_version = by_alias[pmid]
                 outcome = "merged"
                 n_merged += 1
+                if hashes[j] != alias_hash:  # changed upstream (or merged before 008: first capture)
+                    alias_versions.append((j, target, alias_version + 1))
+                    n_alias_updated += alias_version > 0
             elif doi_key is not None and (doi_key in by_doi or doi_key in seen_doi):
                 target = by_doi[doi_key] if doi_key in by_doi else seen_doi[doi_key]
                 how, outcome = "doi", "merged"
                 aliases.append((pmid, target, how))
+                alias_versions.append((j, target, 1))
                 n_merged += 1
-            elif title_key is not None and (title_key in by_title or title_key in seen_title):
-                target = by_title[title_key] if title_key in by_title else seen_title[title_key]
+            elif title_key is not None and (
+                    match := title_match(by_title.get(title_key, []), doi_key)
+                    or title_match(seen_title.get(title_key, []), doi_key)) is not None:
+                target, target_doi = match
                 how, outcome = "title", "merged"
                 aliases.append((pmid, target, how))
+                alias_versions.append((j, target, 1))
                 n_merged += 1
             else:
-                target, how, outcome = f"#{i}", "new", "new"
-                new_pos.append(i)
+                target, how, outcome = f"#{j}", "new", "new"
+                new_pos.append(j)
             hits[pmid] = (target, outcome)
             provenance.setdefault(target, (pmid, how))
             if doi_key is not None:
                 seen_doi.setdefault(doi_key, target)
             if title_key is not None:
-                seen_title.setdefault(title_key, target)
+                seen_title.setdefault(title_key, []).append((target, target_doi))
 
         content = ", ".join(_content_sql(batch))
         ids: dict[object, int] = {}
@@ -528,10 +575,10 @@ def append_prepared(db_path: str | os.PathLike, run_id: str, strategy: str, batc
             finally:
                 con.unregister("_new")
             new_ids = dict(inserted)  # pmid -> record_id (PMIDs are unique among the staged rows)
-            ids.update({f"#{i}": int(new_ids[pmids[i]]) for i in new_pos})
+            ids.update({f"#{j}": int(new_ids[pmids[j]]) for j in new_pos})
             # Version 1's content is the records row itself (data NULL until superseded, see 005).
-            versions = pd.DataFrame({"record_id": [ids[f"#{i}"] for i in new_pos],
-                                     "content_hash": [hashes[i] for i in new_pos]})
+            versions = pd.DataFrame({"record_id": [ids[f"#{j}"] for j in new_pos],
+                                     "content_hash": [hashes[j] for j in new_pos]})
             con.register("_ver", versions)
             try:
                 con.execute("""
@@ -582,6 +629,20 @@ def append_prepared(db_path: str | os.PathLike, run_id: str, strategy: str, batc
             finally:
                 con.unregister("_alias")
 
+        if alias_versions:
+            # The merged PMID's own content: at the merge, and again whenever it changes upstream.
+            stage = batch.frame([j for j, _, _ in alias_versions])
+            stage.insert(0, "record_id", [resolve(t) for _, t, _ in alias_versions])
+            stage.insert(1, "version", [v for _, _, v in alias_versions])
+            con.register("_aver", stage)
+            try:
+                con.execute(f"""
+                    INSERT INTO record_alias_versions (pmid, version, record_id, content_hash, doi_key, data, run_id)
+                    SELECT s.pmid, s.version, s.record_id, s.content_hash, s.doi_key, {_json_sql(batch)}, $run
+                    FROM _aver s ON CONFLICT DO NOTHING""", {"run": run_id})
+            finally:
+                con.unregister("_aver")
+
         prov = pd.DataFrame({
             "record_id": [resolve(t) for t in provenance],
             "pmid_seen": [v[0] for v in provenance.values()],
@@ -611,7 +672,51 @@ def append_prepared(db_path: str | os.PathLike, run_id: str, strategy: str, batc
         duplicates=n_unchanged + n_merged,
         updated=len(updated_pos),
         unchanged=n_unchanged,
+        alias_updated=n_alias_updated,
     )
+
+
+def alias_versions(db_path: str | os.PathLike, pmid: str) -> list[tuple[int, Record]]:
+    """Every stored content version of a merged PMID, oldest first (empty if it is not an alias)."""
+    with connect(db_path) as con:
+        rows = con.execute("SELECT version, data FROM record_alias_versions WHERE pmid = ? ORDER BY version",
+                           [str(pmid)]).fetchall()
+    return [(int(v), Record.from_dict(json.loads(d))) for v, d in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# PubMed deletions (migration 008)
+
+
+def note_deletions(db_path: str | os.PathLike, run_id: str, source: str, pmids: Iterable[str]) -> int:
+    """Record that `source` (an update file's name) deletes these PMIDs; return how many it names.
+
+    Nothing is removed: the record stays in `records` and `deleted_records` lists it. Each row names
+    the record the PMID resolves to now (its own, or the one it is an alias of; NULL if unknown).
+    Idempotent per (PMID, source). Joins the caller's transaction if there is one.
+    """
+    wanted = sorted({str(p) for p in pmids})
+    if not wanted:
+        return 0
+    with transaction(db_path) as con:
+        con.execute(
+            """INSERT INTO record_deletions (pmid, record_id, run_id, source)
+               SELECT d.pmid, coalesce(r.record_id, a.record_id), $run, $source
+               FROM (SELECT unnest($ids::VARCHAR[]) AS pmid) d
+               LEFT JOIN records r ON r.pmid = d.pmid LEFT JOIN record_aliases a ON a.pmid = d.pmid
+               ON CONFLICT DO NOTHING""", {"ids": wanted, "run": run_id, "source": str(source)})
+    return len(wanted)
+
+
+def deleted_pmids(db_path: str | os.PathLike, pmids: Iterable[str]) -> set[str]:
+    """The PMIDs among `pmids` that a PubMed deletion has named."""
+    wanted = sorted({str(p) for p in pmids})
+    if not wanted:
+        return set()
+    with connect(db_path) as con:
+        rows = con.execute("SELECT DISTINCT pmid FROM record_deletions WHERE pmid IN (SELECT unnest($ids::VARCHAR[]))",
+                           {"ids": wanted}).fetchall()
+    return {r[0] for r in rows}
 
 
 _RECORD_FIELDS = ("pmid", "title", "abstract", "journal", "year", "authors", "doi", "mesh", "publication_types",

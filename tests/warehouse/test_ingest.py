@@ -83,3 +83,99 @@ def test_truncated_file_fails_its_batch_only(tmp_path, workers):
         ingest.ingest_files(wh, "run-1", "snapshot", [path], batch_size=4, workers=workers)
     # batches before the damaged one were committed (one batch = one transaction); nothing partial after
     assert db.fetchall(wh, "SELECT count(*) FROM records") == [(8,)]
+
+
+def _articles(tmp_path) -> list[bytes]:
+    root = etree.parse(str(_combined(tmp_path)), etree.XMLParser(load_dtd=False, no_network=True)).getroot()
+    return [etree.tostring(el) for el in root if el.tag == "PubmedArticle"]
+
+
+def _set(parts: list[bytes], close: bool = True) -> bytes:
+    return (b'<?xml version="1.0" ?>\n<PubmedArticleSet>\n' + b"\n".join(parts) + b"\n"
+            + (b"</PubmedArticleSet>\n" if close else b""))
+
+
+# -- truncated files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("gz", [False, True])
+def test_file_cut_right_after_a_chunk_is_not_ingested_as_complete(tmp_path, gz, workers):
+    """4 articles, cut after article 2 (no closing tag), batch_size=2: the last piece is the bare remainder.
+
+    Contract (one batch = one transaction): batch 1 is committed, the error names the file and
+    batch 2, and nothing after it is stored.
+    """
+    parts = _articles(tmp_path)[:4]
+    data = _set(parts)
+    cut = data[: data.index(parts[1]) + len(parts[1])] + b"\n"
+    path = tmp_path / ("cut.xml.gz" if gz else "cut.xml")
+    path.write_bytes(gzip.compress(cut) if gz else cut)
+    wh = tmp_path / "w.duckdb"
+    db.migrate(wh)
+    with pytest.raises(PubmedParseError, match=rf"{path.name}, batch 2 of 2 articles: .*truncated"):
+        ingest.ingest_files(wh, "run-1", "snapshot", [path], batch_size=2, workers=workers)
+    assert db.fetchall(wh, "SELECT count(*) FROM records") == [(2,)]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_truncated_gzip_names_its_file(tmp_path, monkeypatch, workers):
+    monkeypatch.setattr(ingest, "_BLOCK", 97)  # small blocks: some batches are read before the cut
+    packed = gzip.compress(_combined(tmp_path).read_bytes())
+    path = tmp_path / "cut.xml.gz"
+    path.write_bytes(packed[: len(packed) - 200])  # the gzip stream ends early
+    wh = tmp_path / "w.duckdb"
+    db.migrate(wh)
+    with pytest.raises(PubmedParseError, match=r"cut\.xml\.gz: .*(gzip|ended)"):
+        ingest.ingest_files(wh, "run-1", "snapshot", [path], batch_size=2, workers=workers)
+    # the batches read in full before the damage are committed (as for a plain file), in order
+    stored = db.fetchall(wh, "SELECT count(*) FROM records")[0][0]
+    assert stored % 2 == 0 and stored < 10
+    with pytest.raises(PubmedParseError, match=r"cut\.xml\.gz: "):
+        list(ingest.iter_chunks(path, 1000))
+
+
+# -- DeleteCitation ---------------------------------------------------------------------------------
+
+
+def _delete(*pmids: str) -> bytes:
+    return b"<DeleteCitation>" + b"".join(b'<PMID Version="1">%s</PMID>' % p.encode() for p in pmids) \
+        + b"</DeleteCitation>"
+
+
+@pytest.mark.parametrize("workers, gz, batch_size", [(0, False, 2), (1, False, 3), (0, True, 2), (0, False, 1000)])
+def test_update_file_deletions_are_recorded_and_the_record_kept(tmp_path, workers, gz, batch_size):
+    parts = _articles(tmp_path)[:4]
+    pmids = [r.pmid for r in iter_records(_set(parts))]
+    base = tmp_path / ("pubmed25n0001.xml" + (".gz" if gz else ""))
+    update = tmp_path / ("pubmed25n0002.xml" + (".gz" if gz else ""))
+    for path, data in ((base, _set(parts)), (update, _set(parts[3:] + [_delete(pmids[1], "99999999")]))):
+        path.write_bytes(gzip.compress(data) if gz else data)
+    wh = tmp_path / "w.duckdb"
+    db.migrate(wh)
+    result = ingest.ingest_files(wh, "run-1", "snapshot", [base, update], batch_size=batch_size, workers=workers)
+    assert result.records == 5 and result.deleted == 2
+    assert result.counts == wr.AppendCounts(new=4, duplicates=1, unchanged=1)
+    assert db.fetchall(wh, "SELECT count(*) FROM records") == [(4,)]  # the deleted record stays
+    rid = db.fetchall(wh, "SELECT record_id FROM records WHERE pmid = ?", [pmids[1]])[0][0]
+    rows = db.fetchall(wh, "SELECT pmid, record_id, run_id, source FROM record_deletions ORDER BY pmid")
+    assert rows == sorted([(pmids[1], rid, "run-1", update.name), ("99999999", None, "run-1", update.name)])
+    assert db.fetchall(wh, "SELECT pmid FROM deleted_records") == [(pmids[1],)]
+    assert wr.deleted_pmids(wh, pmids + ["99999999"]) == {pmids[1], "99999999"}
+    again = ingest.ingest_files(wh, "run-2", "snapshot", [base, update], batch_size=batch_size, workers=workers)
+    assert again.deleted == 2
+    assert db.fetchall(wh, "SELECT count(*) FROM record_deletions") == [(2,)]  # idempotent per file
+
+
+def test_deletion_of_a_merged_pmid_names_its_record(tmp_path):
+    parts = _articles(tmp_path)[:1]
+    (real,) = iter_records(_set(parts))
+    wh = tmp_path / "w.duckdb"
+    db.migrate(wh)
+    twin = real.__class__(**{**real.to_dict(), "pmid": "99000001"})
+    wr.append_records(wh, "run-0", "s", [real, twin])
+    update = tmp_path / "upd.xml"
+    update.write_bytes(_set([_delete("99000001")]))
+    assert ingest.ingest_files(wh, "run-1", "snapshot", [update], workers=0).deleted == 1
+    rid = db.fetchall(wh, "SELECT record_id FROM records")[0][0]
+    assert db.fetchall(wh, "SELECT pmid, record_id FROM record_deletions") == [("99000001", rid)]

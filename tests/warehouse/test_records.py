@@ -356,12 +356,142 @@ def test_known_pmids_on_a_large_list(wh):
     assert wr.known_pmids(wh, iter([int(recs[1].pmid)])) == {recs[1].pmid}  # ints accepted
 
 
-def test_records_without_doi_or_year_never_merge_by_accident(wh):
-    """Short notices ("Reply.", "Erratum.") with no DOI and no year: distinct records, re-append idempotent."""
-    notices = [Record(pmid="99000010", title="Reply."), Record(pmid="99000011", title="Erratum.")]  # constructed
-    assert wr.append_records(wh, _run(wh), "s", notices) == AppendCounts(new=2)
-    assert wr.append_records(wh, _run(wh), "s", notices) == AppendCounts(duplicates=2, unchanged=2)
-    assert wr.known_pmids(wh, ["99000010", "99000011", "1"]) == {"99000010", "99000011"}
+def test_a_title_merges_only_with_its_year(wh):
+    """The documented rule: a long enough title merges two DOI-less PMIDs only when both years are known and equal.
+
+    The title is the same (>= MIN_TITLE_KEY_CHARS) in both pairs, so only the year requirement of
+    `_usable_title_key` keeps the year-less pair apart.
+    """
+    title = "Attachment-based intervention for mothers of preterm infants: a randomised trial."
+    assert len(Record(pmid="0", title=title).title_key().rsplit("|", 1)[0]) >= wr.MIN_TITLE_KEY_CHARS
+    no_year = [Record(pmid="99000010", title=title), Record(pmid="99000011", title=title, journal="Other J")]
+    assert wr.append_records(wh, _run(wh), "s", no_year) == AppendCounts(new=2)
+    assert wr.append_records(wh, _run(wh), "s", no_year) == AppendCounts(duplicates=2, unchanged=2)
+    assert _count(wh, "record_aliases") == 0
+    dated = [Record(pmid="99000012", title=title, year=2020), Record(pmid="99000013", title=title, year=2020,
+                                                                     journal="Other J")]
+    assert wr.append_records(wh, _run(wh), "s", dated) == AppendCounts(new=1, duplicates=1)
+    assert db.fetchall(wh, "SELECT pmid, matched_by FROM record_aliases") == [("99000013", "title")]
+    assert wr.known_pmids(wh, ["99000010", "99000011", "99000013", "1"]) == {"99000010", "99000011", "99000013"}
+
+
+# -- different DOIs, alias content (migration 008) ---------------------------------------------------
+
+
+def _other_publication(real: Record, pmid="99000010") -> Record:
+    """The real record republished elsewhere: same title and year, its own DOI and abstract."""
+    return dataclasses.replace(real, pmid=pmid, doi="10.9999/other-publication",
+                               abstract="A different abstract: the corrected and republished version.")
+
+
+def test_records_with_different_dois_are_never_merged_by_title(wh):
+    real = by_pmid("11748933")
+    assert real.doi and real.year
+    other = _other_publication(real)
+    wr.append_records(wh, _run(wh), "s", [real])
+    assert wr.append_records(wh, _run(wh), "s", [other]) == AppendCounts(new=1)
+    assert _count(wh, "record_aliases") == 0
+    stored = db.fetchall(wh, "SELECT abstract FROM records WHERE pmid = '99000010'")
+    assert stored == [(other.abstract,)]
+    # within one batch too, and whichever comes first
+    wh2 = wh.with_name("w2.duckdb")
+    db.migrate(wh2)
+    assert wr.append_records(wh2, _run(wh2), "s", [other, real]) == AppendCounts(new=2)
+    # a DOI on one side only still merges by title + year (the rule is unchanged there)
+    no_doi = dataclasses.replace(other, pmid="99000011", doi=None)
+    assert wr.append_records(wh, _run(wh), "s", [no_doi]) == AppendCounts(duplicates=1)
+    assert db.fetchall(wh, "SELECT matched_by FROM record_aliases WHERE pmid = '99000011'") == [("title",)]
+
+
+def test_a_doi_less_record_merges_into_the_first_of_several_title_matches(wh):
+    """Three records share title and year under three DOIs; a DOI-less copy merges into the oldest."""
+    real = by_pmid("11748933")
+    no_doi = dataclasses.replace(real, pmid="99000020", doi=None, abstract="")
+    wr.append_records(wh, _run(wh), "s", [real, _other_publication(real, "99000021")])
+    wr.append_records(wh, _run(wh), "s", [dataclasses.replace(no_doi, pmid="99000022", doi="10.9999/third")])
+    assert _count(wh, "records") == 3 and _count(wh, "record_aliases") == 0
+    # 99000020 has no DOI: it merges into the lowest record_id it may merge with (the real one)
+    assert wr.append_records(wh, _run(wh), "s", [no_doi]) == AppendCounts(duplicates=1)
+    rid = db.fetchall(wh, "SELECT record_id FROM records WHERE pmid = '11748933'")[0][0]
+    assert db.fetchall(wh, "SELECT record_id FROM record_aliases WHERE pmid = '99000020'") == [(rid,)]
+
+
+def _alias_versions(wh, pmid):
+    return [(v, Record.from_dict(json.loads(d))) for v, d in db.fetchall(
+        wh, "SELECT version, data FROM record_alias_versions WHERE pmid = ? ORDER BY version", [pmid])]
+
+
+@pytest.mark.parametrize("how", ["doi", "title"])
+def test_merged_alias_keeps_its_own_content_and_every_later_version(wh, how):
+    real = by_pmid("11748933")
+    twin = dataclasses.replace(real, pmid="99000010", abstract="The alias's own abstract, kept nowhere else.",
+                               doi=real.doi if how == "doi" else None)
+    run1, run2 = _run(wh), _run(wh)
+    wr.append_records(wh, run1, "s", [real])
+    assert wr.append_records(wh, run1, "s", [twin]) == AppendCounts(duplicates=1)
+    assert db.fetchall(wh, "SELECT matched_by FROM record_aliases") == [(how,)]
+    assert _alias_versions(wh, "99000010") == [(1, twin)]  # the merge can be undone from here
+    assert wr.alias_versions(wh, "99000010") == [(1, twin)]
+    # seen again unchanged: nothing new
+    assert wr.append_records(wh, run2, "s", [twin]) == AppendCounts(duplicates=1)
+    # upstream retracts the alias PMID: a new alias version, counted, the old one kept
+    retracted = dataclasses.replace(twin, publication_types=twin.publication_types + ["Retracted Publication"])
+    counts = wr.append_records(wh, run2, "s", [retracted])
+    assert counts == AppendCounts(duplicates=1, alias_updated=1) and counts.merged == 1
+    assert _alias_versions(wh, "99000010") == [(1, twin), (2, retracted)]
+    assert db.fetchall(wh, "SELECT run_id FROM record_alias_versions ORDER BY version") == [(run1,), (run2,)]
+    assert db.fetchall(wh, """SELECT pmid, version, list_contains(from_json(data->'$.publication_types', '["VARCHAR"]'),
+                                      'Retracted Publication') FROM record_alias_content""") == [
+        ("99000010", 2, True)]
+    # the record itself is untouched: one version, its own content
+    assert _count(wh, "record_versions") == 1 and _count(wh, "records") == 1
+    assert wr.append_records(wh, _run(wh), "s", [retracted]) == AppendCounts(duplicates=1)
+    assert _count(wh, "record_alias_versions") == 2
+
+
+def test_within_batch_alias_keeps_its_content(wh):
+    real = by_pmid("11748933")
+    twin = dataclasses.replace(real, pmid="99000010", abstract="Alias abstract.")
+    assert wr.append_records(wh, _run(wh), "s", [real, twin]) == AppendCounts(new=1, duplicates=1)
+    assert _alias_versions(wh, "99000010") == [(1, twin)]
+
+
+def test_alias_merged_before_008_gets_its_content_when_seen_again(wh):
+    path = wh
+    real = by_pmid("11748933")
+    twin = dataclasses.replace(real, pmid="99000010", abstract="Alias abstract.")
+    assert wr.append_records(path, "r1", "s", [real]) == AppendCounts(new=1)
+    with db.transaction(path) as con:  # an alias as the pre-008 append wrote it: no content
+        con.execute("""INSERT INTO record_aliases (pmid, record_id, matched_by, run_id)
+                       SELECT '99000010', record_id, 'doi', 'r1' FROM records""")
+    assert db.fetchall(path, "SELECT version FROM record_alias_content") == [(None,)]
+    assert wr.append_records(path, "r2", "s", [twin]) == AppendCounts(duplicates=1)  # first capture, not a change
+    assert _alias_versions(path, "99000010") == [(1, twin)]
+
+
+# -- the same PMID twice in one batch ---------------------------------------------------------------
+
+
+def test_same_pmid_twice_in_a_batch_keeps_the_later_version(wh):
+    """PubMed files are in order: the later occurrence is the current content (as the snapshot reader has it).
+
+    The earlier one is never stored: both arrive in one transaction, so it never was the
+    warehouse's content, and re-appending the same batch stays idempotent.
+    """
+    v1 = by_pmid("9997")
+    v2 = dataclasses.replace(v1, title=v1.title + " [corrected]")
+    counts = wr.append_records(wh, _run(wh), "s", [v1, v2])
+    assert counts == AppendCounts(new=1, duplicates=1)
+    rid = db.fetchall(wh, "SELECT record_id FROM records")[0][0]
+    assert wr.get_record(wh, rid) == v2
+    assert db.fetchall(wh, "SELECT version, content_hash FROM record_versions") == [(1, v2.content_hash())]
+    assert wr.append_records(wh, _run(wh), "s", [v1, v2]) == AppendCounts(duplicates=2, unchanged=1)
+    # against a stored record: v0 is kept as a version, the batch's last occurrence becomes current
+    v3 = dataclasses.replace(v1, title=v1.title + " [corrected again]")
+    assert wr.append_records(wh, _run(wh), "s", [v1, v3]) == AppendCounts(updated=1, duplicates=1)
+    assert wr.get_record(wh, rid) == v3
+    rows = db.fetchall(wh, "SELECT version, data FROM record_version_content ORDER BY version")
+    assert [(v, Record.from_dict(json.loads(d))) for v, d in rows] == [(1, v2), (2, v3)]
 
 
 def test_link_known_records_gives_provenance_without_refetching(wh):
