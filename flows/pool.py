@@ -10,7 +10,8 @@ from tasks.pool import (compute_pooled_effects, gather_evidence, publish_whats_n
                         store_evidence_version)
 
 COMPACT_FIELDS = ("changed", "evidence_version", "previous_version", "analyses", "conclusions_changed",
-                  "diff_summary", "message", "fingerprint", "trigger")
+                  "diff_summary", "message", "fingerprint", "trigger",
+                  "dropped")  # analyses no longer estimable: their reasons reach the notification
 
 
 @flow(name="refresh-pooled-effects", log_prints=True, on_failure=[notify_run_failed],
@@ -34,9 +35,12 @@ def refresh_pooled_effects(db_path: str | None = None, config_path: str | None =
             log.info("another refresh stored a version first; computing again without Prefect steps")
             if plots:
                 pooling.discard_plots(computed, settings.reports_dir, db)
-            return _compact(pooling.refresh_pooled_effects_now(db, config, trigger=trigger, plots=plots))
-        summary = pooling.summarise(computed, state.previous["version"] if state.previous else None, trigger)
-        summary["plots"] = written
+            # the retry's full summary: its What's new is published below like any other
+            summary = pooling.refresh_pooled_effects_now(db, config, trigger=trigger, plots=plots,
+                                                         reports_dir=settings.reports_dir)
+        else:
+            summary = pooling.summarise(computed, state.previous["version"] if state.previous else None, trigger)
+            summary["plots"] = written
     publish_whats_new(summary, config.title)
     log.info(summary["message"])
     return _compact(summary)

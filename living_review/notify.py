@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "living review"
 MAX_CHANGES_LISTED = 8
-_CONCLUSION_REASONS = ("direction", "significance", "CI ", "PI ")  # models.living.conclusion_flags' flags
+_CONCLUSION_REASONS = ("no longer estimable", "now estimable", "direction", "significance", "CI ",
+                       "PI ")  # models.living.conclusion_flags' flags
 
 
 @dataclass(frozen=True)
@@ -189,19 +190,30 @@ def effect(r: dict) -> str:
     return format_effect(r, pi=False)
 
 
-def changed_conclusions(old_results: list[dict], new_results: list[dict]) -> list[dict]:
+def changed_conclusions(old_results: list[dict], new_results: list[dict],
+                        dropped: list[dict] | None = None) -> list[dict]:
     """The new results flagged `conclusion_changed`, each with its previous effect (None if it had
-    none), its new effect and the flags' reasons; overall primary analyses first."""
+    none), its new effect and the flags' reasons, and every previous result with an estimate that the
+    new version no longer has ("not estimable": its data were withdrawn, its subgroup emptied); overall
+    primary analyses first. `dropped` (the refresh summary's list) gives the reasons for the latter
+    when known, else "no longer estimable"."""
     old = {(r["analysis_id"], r.get("subgroup") or ""): r for r in old_results}
+    why = {(d["analysis_id"], d.get("subgroup") or ""): d.get("change_reasons") for d in dropped or []}
     out = []
     for r in new_results:
+        key = (r["analysis_id"], r.get("subgroup") or "")
+        prev = old.pop(key, None)
         if not r.get("conclusion_changed"):
             continue
-        key = (r["analysis_id"], r.get("subgroup") or "")
-        prev = old.get(key)
         out.append({"analysis_id": key[0], "subgroup": key[1], "outcome": r.get("outcome"),
                     "analysis": r.get("analysis"), "old": effect(prev) if prev else None, "new": effect(r),
                     "reasons": [x for x in (r.get("change_reasons") or []) if x.startswith(_CONCLUSION_REASONS)]})
+    for key, prev in old.items():  # in the previous version, not in this one
+        if prev.get("estimate") is None:
+            continue
+        out.append({"analysis_id": key[0], "subgroup": key[1], "outcome": prev.get("outcome"),
+                    "analysis": prev.get("analysis"), "old": effect(prev), "new": effect({}),
+                    "reasons": list(why.get(key) or ["no longer estimable"])})
     return sorted(out, key=lambda c: not (c["analysis"] == "primary" and not c["subgroup"]))
 
 
@@ -211,13 +223,15 @@ def run_origin(flow_name: str, run_name: str, run_id) -> str:
 
 
 def conclusions_changed_by(origin: str, version: int, previous_version: int | None, old_results: list[dict],
-                           new_results: list[dict], url: str | None = None) -> Message | None:
-    """Which analyses' conclusions changed between two evidence versions, old → new effect, and what
-    stored the new one (`origin`: a flow run, a save in the reviewers' workspace); None when nothing
-    changed or this is the first version (a first estimate is not a change)."""
+                           new_results: list[dict], url: str | None = None,
+                           dropped: list[dict] | None = None) -> Message | None:
+    """Which analyses' conclusions changed between two evidence versions, old → new effect (an analysis
+    the new version no longer has: → not estimable), and what stored the new one (`origin`: a flow run,
+    a save in the reviewers' workspace); None when nothing changed or this is the first version (a
+    first estimate is not a change). `dropped`: see `changed_conclusions`."""
     if previous_version is None:
         return None
-    changes = changed_conclusions(old_results, new_results)
+    changes = changed_conclusions(old_results, new_results, dropped)
     if not changes:
         return None
     lines = [f"Pooled conclusions changed in evidence version {version} (was version {previous_version}); "

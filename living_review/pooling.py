@@ -9,7 +9,10 @@
 4. `store_version`    one transaction: the evidence version row and every pooled result.
 
 Unchanged fingerprint: nothing is written. No outcome data at all: nothing is written and the
-summary says so plainly.
+summary says so plainly. An analysis the previous version estimated and this one cannot (its data
+retracted or excluded, its subgroup emptied, the analysis removed from review.toml) is listed in
+`dropped` and counts as a changed conclusion ("no longer estimable") in the stored count, the
+summary, What's new and the notification.
 
 `notify_conclusions_changed(summary, origin)` tells maintainers which conclusions a newly stored
 version changed. Whatever stored the version calls it once with the refresh's summary: the
@@ -118,9 +121,33 @@ def compute_version(state: EvidenceState) -> ComputedVersion:
             if prev is not None and (prev.get("extras") or {}).get("input_digest") == digest and prev.get("forest_plot"):
                 res["_reuse_plots"] = {f: prev.get(f) for f in ("forest_plot", "funnel_plot", "cumulative_plot")}
             computed.results.append(res)
-    computed.dropped = [{"analysis_id": a, "subgroup": s, "k_before": r.get("k")} for (a, s), r in prev_results.items()]
+    declared = {spec.analysis_id for spec in state.plan}
+    gone = sorted(prev_results.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+    computed.dropped = [_dropped(r, declared) for _, r in gone]
     computed.seconds = time.perf_counter() - t0
     return computed
+
+
+def _dropped(prev: dict, declared: set[str]) -> dict[str, Any]:
+    """A result of the previous version that this version no longer has: its outcome lost every usable
+    study (retractions, exclusions), a subgroup level emptied, or the analysis left review.toml. Its
+    conclusion changed when it had an estimate: that estimate is withdrawn."""
+    had_estimate = prev.get("estimate") is not None
+    if prev["analysis_id"] not in declared:
+        reason = "no longer reported: analysis removed from the plan (review.toml)"
+    else:
+        reason = (("no longer estimable" if had_estimate else "no longer reported (it had no estimate)")
+                  + ": no study with usable data left" + (f" in {prev['subgroup']}" if prev.get("subgroup") else ""))
+    return {"analysis_id": prev["analysis_id"], "subgroup": prev.get("subgroup") or "",
+            "outcome": prev.get("outcome"), "analysis": prev.get("analysis"), "measure": prev.get("measure"),
+            "k_before": prev.get("k"), "before": format_effect(prev, pi=False),
+            "conclusion_changed": had_estimate, "change_reasons": [reason]}
+
+
+def n_conclusions_changed(computed: ComputedVersion) -> int:
+    """Results whose conclusion flags are set, plus withdrawn estimates (see `_dropped`)."""
+    return (sum(1 for r in computed.results if r["conclusion_changed"])
+            + sum(1 for d in computed.dropped if d["conclusion_changed"]))
 
 
 def _input_digest(snapshot: dict, spec) -> str:
@@ -238,7 +265,7 @@ def store_version(db_path: Path, computed: ComputedVersion, trigger: str) -> Non
         if latest != computed.version - 1:
             raise ConcurrentRefresh(f"evidence version {latest} appeared while computing {computed.version}")
         insert_version(con, computed.version, computed.fingerprint, trigger, computed.diff, computed.evidence,
-                       computed.plan, sum(1 for r in computed.results if r["conclusion_changed"]))
+                       computed.plan, n_conclusions_changed(computed))
         insert_results(con, computed.results)
 
 
@@ -255,7 +282,7 @@ def summarise(computed: ComputedVersion, previous_version: int | None, trigger: 
         "diff": computed.diff,
         "diff_summary": diff_summary(computed.diff),
         "analyses": len(results),
-        "conclusions_changed": sum(1 for r in results if r["conclusion_changed"]),
+        "conclusions_changed": n_conclusions_changed(computed),
         "dropped": computed.dropped,
         "results": results,
         "message": f"evidence version {computed.version}: {diff_summary(computed.diff)}",
@@ -337,7 +364,8 @@ def notify_conclusions_changed(summary: dict | None, origin: str, *, db_path=Non
         with connect(Path(db_path) if db_path else settings.db_path) as con:
             old = results_of_version(con, int(previous), studies=False)
             new = results_of_version(con, int(version), studies=False)
-        message = notify.conclusions_changed_by(origin, int(version), int(previous), old, new, url)
+        message = notify.conclusions_changed_by(origin, int(version), int(previous), old, new, url,
+                                                dropped=summary.get("dropped"))
         return message is not None and notify.send(message, settings, logger)
     except Exception as exc:  # noqa: BLE001 - a notification never fails what it reports on
         logger.warning("notification not sent: %s", notify.failure_reason(exc))
@@ -376,17 +404,22 @@ def whats_new_markdown(summary: dict[str, Any], review_title: str = "") -> str:
     first = summary.get("previous_version") is None
     diff = summary.get("diff") or {}
     new_studies = bool(diff.get("studies_added"))
+    withdrawn_only = bool(diff.get("removed")) and not diff.get("added") and not diff.get("corrected")
     if first:
         event = "First pooled analysis"
     elif n_changed:
         event = ("New studies added and conclusions have changed" if new_studies
+                 else "Data withdrawn and conclusions have changed" if withdrawn_only
                  else "Evidence amended and conclusions have changed")
     else:
         event = ("New studies added but conclusions have not changed" if new_studies
+                 else "Data withdrawn; conclusions have not changed" if withdrawn_only
                  else "Amended; conclusions have not changed")
     desc = summary.get("diff_summary", "")
     primaries = [r for r in summary["results"] if r["analysis"] == "primary" and not r.get("subgroup")]
+    dropped = summary.get("dropped") or []
     flagged = [r for r in summary["results"] if r["conclusion_changed"] and not first]
+    flagged += [d for d in dropped if d.get("conclusion_changed")]
     if flagged:
         desc += ". Changed: " + "; ".join(f"{r['analysis_id']}{' [' + r['subgroup'] + ']' if r['subgroup'] else ''} "
                                           f"({', '.join(x for x in r['change_reasons'] if not x.startswith('k '))})"
@@ -404,12 +437,19 @@ def whats_new_markdown(summary: dict[str, Any], review_title: str = "") -> str:
         flag = "**conclusion changed**: " if r["conclusion_changed"] and not first else ""
         lines.append(f"| {r['outcome']} | {name} ({r['method']}) | {r['k']} | {format_effect(r)} | {i2} | {p} | "
                      f"{flag}{change} |")
-    if summary.get("dropped"):
-        lines += ["", "No longer estimable: " + ", ".join(d["analysis_id"] for d in summary["dropped"])]
+    for d in dropped:  # withdrawn since the previous version: a row saying so, with what it was
+        name = (d.get("analysis") or d["analysis_id"]) + (f" / {d['subgroup']}" if d.get("subgroup") else "")
+        flag = "**conclusion changed**: " if d.get("conclusion_changed") else ""
+        change = "; ".join(d.get("change_reasons") or []) + (f" (was {d['before']}, k = {d.get('k_before')})"
+                                                              if d.get("conclusion_changed") else "")
+        lines.append(f"| {d.get('outcome') or d['analysis_id'].split(':')[0]} | {name} (no estimate) | 0 | "
+                     f"not estimable | | | {flag}{change.replace('|', '/')} |")
     notes = [f"- {r['analysis_id']}{' [' + r['subgroup'] + ']' if r.get('subgroup') else ''}: {r['note']}"
              for r in summary["results"] if r.get("note")]
     if notes:
         lines += ["", "Notes:", *notes]
     if not primaries:
-        lines += ["", NO_DATA_MESSAGE]
+        lines += ["", NO_DATA_MESSAGE if first else
+                  f"no outcome data remain (withdrawn since evidence version {summary['previous_version']}): "
+                  "nothing is pooled"]
     return "\n".join(lines)

@@ -4,7 +4,8 @@
 - `evidence_fingerprint(rows, plan)`: a hash of what pooling depends on; unchanged = nothing to do.
 - `evidence_snapshot(rows)` / `diff_evidence(old, new)`: studies added, removed or corrected.
 - `run_analysis(spec, rows)`: one analysis through the engine (`models.meta`), as plain dicts.
-- `conclusion_flags(old, new, alpha)`: did direction, significance, CI/PI-null crossing or k change?
+- `conclusion_flags(old, new, alpha)`: did estimability, direction, significance, CI/PI-null crossing
+  or k change?
 
 Evidence rows are dicts with the study's attributes (study_id, label, intervention, risk_group, ...)
 and its current outcome entry (outcome, kind, events_int, n_int, ... or mean_int, sd_int, ...).
@@ -369,7 +370,7 @@ def _pool(spec: AnalysisSpec, rows: list[dict]) -> dict[str, Any]:
         for f in ("estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub"):
             v = result.get(f)
             result["exp_" + f] = math.exp(v) if v is not None and v < 700 else None
-    weights = getattr(res, "weights", None) if method != "MH" else _mh_weights(table, keep)
+    weights = getattr(res, "weights", None)  # percent; MH: per measure, from rma_mh (metafor's weights.rma.mh)
     idx = np.flatnonzero(keep)
     studies = []
     for j, i in enumerate(idx):
@@ -400,17 +401,6 @@ def _run_mh(spec: AnalysisSpec, table, keep):
     rma_mh = _meta().rma_mh
     ai, bi, ci, di = table
     return rma_mh(spec.measure, ai=ai[keep], bi=bi[keep], ci=ci[keep], di=di[keep], level=spec.level)
-
-
-def _mh_weights(table, keep):
-    """Percent MH weights for display (OR: b*c/n; RR: c*n1/n; RD: n1*n2/n)."""
-    import numpy as np
-
-    ai, bi, ci, di = (x[keep] for x in table)
-    n = ai + bi + ci + di
-    w = np.where(n > 0, bi * ci / np.where(n > 0, n, 1), 0.0)
-    tot = w.sum()
-    return 100.0 * w / tot if tot > 0 else None
 
 
 def funnel_extras(spec: AnalysisSpec, result: dict) -> dict[str, Any]:
@@ -473,6 +463,9 @@ def _sign(x: float | None, null: float) -> int | None:
     return (x > null) - (x < null)
 
 
+CONCLUSION_FLAGS = ("estimable", "direction", "significance", "ci_null", "pi_null")  # change the conclusion
+
+
 @dataclass
 class ConclusionChange:
     changed: bool
@@ -483,16 +476,33 @@ class ConclusionChange:
 def conclusion_flags(old: dict | None, new: dict, alpha: float = 0.05, null: float = 0.0) -> ConclusionChange:
     """Compare a new pooled result with the previous version's (same analysis and subgroup).
 
-    direction, significance (p < alpha), CI crossing the null and PI crossing the null change the
-    conclusion; a change in k alone is reported but does not. A first estimate counts as a change.
-    Estimates are on the analysis scale (log for ratios), so the null is 0.
+    These change the conclusion:
+    - estimable: an estimate appeared or disappeared (the model could not be fitted, or now can);
+    - direction: the estimate moved to the other side of the null and at least one of the two CIs
+      excludes the null (a sign flip with both CIs spanning the null changes nothing a reader would
+      conclude; a CI that starts or stops crossing is the ci_null flag's as well);
+    - significance: p < alpha on one side only;
+    - ci_null: the CI now includes the null, or no longer does;
+    - pi_null: the PI now includes the null, or no longer does. When only one of the two results has
+      a PI (a first PI at k = 2, or the PI gone at k = 1), the other's CI stands in for it, as for an
+      equal-effects model whose PI is its CI: a first PI including the null where the earlier CI
+      excluded it is flagged. Results that both lack a PI (MH, EE) are judged by their CI alone.
+    A change in k alone is reported but does not change the conclusion. A first estimate counts as a
+    change. Estimates are on the analysis scale (log for ratios), so the null is 0.
     """
     if old is None:
         return ConclusionChange(True, {"new": True}, [f"first estimate (k = {new.get('k')})"])
     flags: dict[str, bool] = {}
     reasons: list[str] = []
-    so, sn = _sign(old.get("estimate"), null), _sign(new.get("estimate"), null)
-    flags["direction"] = so is not None and sn is not None and so != sn
+    eo, en = old.get("estimate"), new.get("estimate")
+    flags["estimable"] = (eo is None) != (en is None)
+    if flags["estimable"]:
+        reasons.append("no longer estimable" + (f" ({new['note']})" if new.get("note") else "") if en is None
+                       else "now estimable (no estimate in the previous version)")
+    co, cn = _side(old.get("ci_lb"), old.get("ci_ub"), null), _side(new.get("ci_lb"), new.get("ci_ub"), null)
+    so, sn = _sign(eo, null), _sign(en, null)
+    excludes = co in ("below", "above") or cn in ("below", "above")
+    flags["direction"] = so is not None and sn is not None and so != sn and excludes
     if flags["direction"]:
         names = {1: "above the null", -1: "below the null", 0: "at the null"}
         reasons.append(f"direction changed: {names[so]} -> {names[sn]}")
@@ -500,15 +510,18 @@ def conclusion_flags(old: dict | None, new: dict, alpha: float = 0.05, null: flo
     flags["significance"] = po is not None and pn is not None and (po < alpha) != (pn < alpha)
     if flags["significance"]:
         reasons.append(f"significance at alpha = {alpha:g} changed: p {po:.3g} -> {pn:.3g}")
-    co, cn = _side(old.get("ci_lb"), old.get("ci_ub"), null), _side(new.get("ci_lb"), new.get("ci_ub"), null)
     flags["ci_null"] = co is not None and cn is not None and (co == "crosses") != (cn == "crosses")
     if flags["ci_null"]:
         reasons.append("CI now crosses the null" if cn == "crosses" else "CI no longer crosses the null")
     qo, qn = _side(old.get("pi_lb"), old.get("pi_ub"), null), _side(new.get("pi_lb"), new.get("pi_ub"), null)
+    note = ""
+    if qo is None and qn is not None:  # a first PI: compared with the interval the previous version had
+        qo, note = co, " (first prediction interval, compared with the previous CI)"
+    elif qo is not None and qn is None:  # the PI is gone: the new CI is what is left
+        qn, note = cn, " (no prediction interval now: judged by the CI)"
     flags["pi_null"] = qo is not None and qn is not None and (qo == "crosses") != (qn == "crosses")
     if flags["pi_null"]:
-        reasons.append("PI now crosses the null" if qn == "crosses" else "PI no longer crosses the null")
-    eo, en = old.get("estimate"), new.get("estimate")
+        reasons.append(("PI now crosses the null" if qn == "crosses" else "PI no longer crosses the null") + note)
     if eo is not None and en is not None and abs(eo - en) > 1e-9 * max(1.0, abs(eo)):
         ratio = new.get("measure") in RATIO_MEASURES
         fo, fn = (math.exp(eo), math.exp(en)) if ratio else (eo, en)
@@ -516,5 +529,5 @@ def conclusion_flags(old: dict | None, new: dict, alpha: float = 0.05, null: flo
     flags["k"] = old.get("k") != new.get("k")
     if flags["k"]:
         reasons.append(f"k {old.get('k')} -> {new.get('k')}")
-    changed = any(flags[f] for f in ("direction", "significance", "ci_null", "pi_null"))
+    changed = any(flags[f] for f in CONCLUSION_FLAGS)
     return ConclusionChange(changed, flags, reasons)

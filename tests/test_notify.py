@@ -289,3 +289,25 @@ def test_block_secrets_are_its_url_and_every_secret_field_and_failure_reasons_hi
     # any URL in a failure reason keeps its scheme and host only, secret-looking or not
     line = notify.failure_reason(RuntimeError("POST https://user:pw@example.org:8443/hook/abc?k=v failed"))
     assert line == "RuntimeError: POST https://example.org:8443/… failed"
+
+
+def test_an_analysis_missing_from_the_new_version_is_a_changed_conclusion():
+    """A result the previous version had and the new one lacks (its data retracted, its subgroup emptied)
+    is reported as no longer estimable; one that had no estimate before changes nothing."""
+    old = [_result("secure:primary", 2.197, 1.185, 3.209, pval=1e-5),
+           _result("secure:primary:by-intervention", 2.197, 1.185, 3.209, subgroup="group", pval=1e-5),
+           {**_result("secure:DL", 0.0, 0.0, 0.0), "estimate": None, "exp_estimate": None},
+           _result("sensitivity:primary", 0.79, 0.34, 1.25, measure="SMD")]
+    new = [_result("sensitivity:primary", 0.79, 0.34, 1.25, measure="SMD")]
+    changes = notify.changed_conclusions(old, new)
+    assert [(c["analysis_id"], c["subgroup"]) for c in changes] == [
+        ("secure:primary", ""), ("secure:primary:by-intervention", "group")]
+    assert changes[0]["old"] == "OR 9.00 (3.27 to 24.75)" and changes[0]["new"] == "not estimable"
+    assert changes[0]["reasons"] == ["no longer estimable"]
+    # the refresh's own words, when it says why (here: the analysis left the plan)
+    dropped = [{"analysis_id": "secure:primary", "subgroup": "", "conclusion_changed": True,
+                "change_reasons": ["no longer reported: analysis removed from the plan (review.toml)"]}]
+    assert notify.changed_conclusions(old, new, dropped)[0]["reasons"] == [
+        "no longer reported: analysis removed from the plan (review.toml)"]
+    msg = notify.conclusions_changed_by("test", 2, 1, old, new)
+    assert "- secure:primary: OR 9.00 (3.27 to 24.75) → not estimable; no longer estimable" in msg.body.splitlines()

@@ -230,3 +230,73 @@ def test_non_convergence_reports_the_fallback(monkeypatch):
     assert res["method"] == "DL" and res["converged"] is False
     assert "REML did not converge; τ² from DL" in res["note"]
     assert math.isfinite(res["estimate"])
+
+
+# --- conclusion flags: review findings ------------------------------------------------------------
+
+def test_a_sign_flip_inside_both_intervals_is_not_a_changed_conclusion():
+    """OR 1.03 -> 1.00 with both CIs (and PIs) spanning the null: nothing a reader would conclude changed."""
+    old = dict(measure="OR", k=8, estimate=0.0266, pval=0.85, ci_lb=-0.25, ci_ub=0.30, pi_lb=-0.6, pi_ub=0.65)
+    new = dict(old, k=9, estimate=-2.2e-6, pval=0.99, ci_lb=-0.26, ci_ub=0.26, pi_lb=-0.55, pi_ub=0.55)
+    res = conclusion_flags(old, new)
+    assert not res.changed and not res.flags["direction"]
+    assert not any(r.startswith("direction") for r in res.reasons)
+    # a flip where one interval excludes the null is still a direction change
+    sig = dict(old, estimate=0.4, pval=0.01, ci_lb=0.1, ci_ub=0.7)
+    res = conclusion_flags(sig, new)
+    assert res.changed and res.flags["direction"]
+    assert "direction changed: above the null -> below the null" in res.reasons
+
+
+def test_becoming_or_ceasing_to_be_estimable_is_a_changed_conclusion():
+    estimable = dict(measure="OR", k=8, estimate=0.5, pval=0.001, ci_lb=0.2, ci_ub=0.8, pi_lb=0.1, pi_ub=0.9)
+    not_estimable = dict(measure="OR", k=9, estimate=None, pval=None, ci_lb=None, ci_ub=None, pi_lb=None,
+                         pi_ub=None, note="REML model could not be fitted")
+    lost = conclusion_flags(estimable, not_estimable)
+    assert lost.changed and lost.flags["estimable"]
+    assert any(r.startswith("no longer estimable") for r in lost.reasons)
+    gained = conclusion_flags(not_estimable, estimable)
+    assert gained.changed and gained.flags["estimable"]
+    assert any(r.startswith("now estimable") for r in gained.reasons)
+    both = conclusion_flags(not_estimable, dict(not_estimable, k=10))
+    assert not both.changed and not both.flags["estimable"]
+
+
+def test_a_first_prediction_interval_that_includes_the_null_is_flagged():
+    """k 1 -> 2: the new CI still excludes the null but the first PI includes it (the PI flag's meaning:
+    "the PI now includes the null"; a missing PI stands for the same result's CI, as in an EE model)."""
+    spec = _spec(analysis_id="secure:DL", analysis="DL", method="DL", test="z")
+    r1 = dict(study_id="a", outcome="secure", kind="binary", events_int=30, n_int=40, events_ctl=10, n_ctl=40)
+    (old,) = run_analysis(spec, [r1])
+    r2 = dict(study_id="b", outcome="secure", kind="binary", events_int=150, n_int=200, events_ctl=100, n_ctl=200)
+    (new,) = run_analysis(spec, [r1, r2])
+    assert old["pi_lb"] is None and new["ci_lb"] > 0 and new["pi_lb"] < 0 < new["pi_ub"]  # the premise
+    res = conclusion_flags(old, new)
+    assert res.changed and res.flags["pi_null"] and not res.flags["ci_null"]
+    assert any(r.startswith("PI now crosses the null") for r in res.reasons)
+    # ... and the reverse: the PI disappears (k 2 -> 1) and the remaining CI excludes the null
+    back = conclusion_flags(new, old)
+    assert back.changed and back.flags["pi_null"]
+    assert any(r.startswith("PI no longer crosses the null") for r in back.reasons)
+    # a first PI that excludes the null like the CI before it changes nothing
+    narrow = dict(new, pi_lb=0.1, pi_ub=2.5)
+    assert not conclusion_flags(old, narrow).changed
+    # analyses that never have a PI (MH, EE) are judged by their CI alone
+    no_pi = dict(BASE, pi_lb=None, pi_ub=None)
+    assert not conclusion_flags(no_pi, dict(no_pi, k=11, estimate=0.31)).flags["pi_null"]
+
+
+@pytest.mark.parametrize("measure, expected", [
+    # two invented tables: (a, n1, c, n2) = (3, 10, 2, 10) and (6, 10, 24, 30); N = 20 and 40
+    ("OR", [0.7, 2.4]),   # b c / N:  7 * 2 / 20,  4 * 24 / 40
+    ("RR", [1.0, 6.0]),   # c n1 / N: 2 * 10 / 20, 24 * 10 / 40
+    ("RD", [5.0, 7.5]),   # n1 n2 / N: 10 * 10 / 20, 10 * 30 / 40
+])
+def test_mantel_haenszel_weights_follow_the_measure(measure, expected):
+    rows = [dict(study_id="s1", outcome="secure", kind="binary", events_int=3, n_int=10, events_ctl=2, n_ctl=10),
+            dict(study_id="s2", outcome="secure", kind="binary", events_int=6, n_int=10, events_ctl=24, n_ctl=30)]
+    spec = _spec(analysis_id="secure:MH", analysis="MH", method="MH", test="z", prediction_interval=False,
+                 measure=measure)
+    (res,) = run_analysis(spec, rows)
+    weights = [s["weight"] for s in res["studies"]]
+    assert weights == pytest.approx([100 * w / sum(expected) for w in expected], rel=1e-12)

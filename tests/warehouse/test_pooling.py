@@ -223,3 +223,102 @@ def test_plots_are_written_and_reused_for_analyses_whose_inputs_did_not_change(t
         f"{v1}/disorganised-primary-by-intervention-forest.png"
     for r in rows.values():
         assert (reports / r["forest_plot"]).exists()
+
+
+def _two_outcomes_one_study_each(db, config, intervention_2: str = "group"):
+    """secure: one significant invented study (OR 9, p < 0.001); sensitivity: another study (SMD)."""
+    from warehouse.evidence import save_study
+
+    migrate(db)
+    with transaction(db) as con:
+        save_study(con, {"study_id": "synthetic-1", "label": "synthetic-1", "intervention": "group"}, config)
+        save_study(con, {"study_id": "synthetic-2", "label": "synthetic-2", "intervention": intervention_2}, config)
+        save_outcomes(con, [
+            {"study_id": "synthetic-1", "outcome": "secure", "events_int": 30, "n_int": 40, "events_ctl": 10,
+             "n_ctl": 40},
+            {"study_id": "synthetic-2", "outcome": "sensitivity", "mean_int": 1.0, "sd_int": 1.0, "n_int": 40,
+             "mean_ctl": 0.2, "sd_ctl": 1.0, "n_ctl": 40},
+        ], config)
+
+
+def test_an_analysis_that_is_no_longer_estimable_is_a_changed_conclusion(tmp_path):
+    """Retracting the only study of an outcome: version 2 says its conclusions changed, everywhere."""
+    from living_review import notify
+    from warehouse.evidence import retract_outcome
+    from warehouse.pooling import results_of_version
+
+    config = synthetic_config(tmp_path, sensitivity=False)
+    db = tmp_path / "w.duckdb"
+    _two_outcomes_one_study_each(db, config)
+    s1 = refresh_pooled_effects_now(db, config, plots=False, reports_dir=tmp_path / "r")
+    assert ("secure:primary", "") in {(r["analysis_id"], r["subgroup"]) for r in s1["results"]}
+    with transaction(db) as con:
+        retract_outcome(con, "synthetic-1", "secure", note="retracted paper")
+    s2 = refresh_pooled_effects_now(db, config, plots=False, reports_dir=tmp_path / "r")
+    assert s2["evidence_version"] == 2
+    dropped = {(d["analysis_id"], d["subgroup"]): d for d in s2["dropped"]}
+    assert set(dropped) == {("secure:primary", ""), ("secure:primary:by-intervention", "group")}
+    assert all(d["conclusion_changed"] for d in dropped.values())
+    assert dropped[("secure:primary", "")]["change_reasons"][0].startswith("no longer estimable")
+    assert s2["conclusions_changed"] == 2
+    with connect(db) as con:
+        assert con.execute("SELECT conclusions_changed FROM evidence_versions WHERE version = 2").fetchall() == [(2,)]
+        old, new = results_of_version(con, 1, studies=False), results_of_version(con, 2, studies=False)
+    md = whats_new_markdown(s2)
+    assert "Data withdrawn and conclusions have changed (evidence version 2)" in md
+    assert "conclusions have not changed" not in md
+    assert "Changed: secure:primary (no longer estimable" in md
+    assert "| secure | primary (no estimate) | 0 | not estimable |" in md
+    assert NO_DATA_MESSAGE not in md
+    # the notification names it too (old effect -> not estimable)
+    changes = notify.changed_conclusions(old, new, s2["dropped"])
+    assert [(c["analysis_id"], c["subgroup"]) for c in changes] == [
+        ("secure:primary", ""), ("secure:primary:by-intervention", "group")]
+    assert changes[0]["old"].startswith("OR 9.00") and changes[0]["new"] == "not estimable"
+    assert changes[0]["reasons"][0].startswith("no longer estimable")
+    msg = notify.conclusions_changed_by("test", 2, 1, old, new)
+    assert msg is not None and any(ln.startswith("- secure:primary: OR 9.00") and "no longer estimable" in ln
+                                   for ln in msg.body.splitlines())
+
+
+def test_retracting_every_outcome_entry_says_so_not_that_no_data_was_ever_entered(tmp_path):
+    from warehouse.evidence import retract_outcome
+
+    config = synthetic_config(tmp_path, sensitivity=False)
+    db = tmp_path / "w.duckdb"
+    _two_outcomes_one_study_each(db, config)
+    refresh_pooled_effects_now(db, config, plots=False, reports_dir=tmp_path / "r")
+    with transaction(db) as con:
+        retract_outcome(con, "synthetic-1", "secure")
+        retract_outcome(con, "synthetic-2", "sensitivity")
+    s = refresh_pooled_effects_now(db, config, plots=False, reports_dir=tmp_path / "r")
+    assert s["changed"] and s["evidence_version"] == 2 and s["results"] == []
+    assert s["conclusions_changed"] == 4 == len(s["dropped"])
+    md = whats_new_markdown(s)
+    assert "Data withdrawn and conclusions have changed" in md
+    assert NO_DATA_MESSAGE not in md and "no outcome data remain" in md
+
+
+def test_a_subgroup_that_empties_is_a_changed_conclusion(tmp_path):
+    """Moving a study to another intervention empties its old subgroup: that subgroup's estimate is gone."""
+    from warehouse.evidence import save_study
+
+    config = synthetic_config(tmp_path, outcomes=["sensitivity"], sensitivity=False)
+    db = tmp_path / "w.duckdb"
+    migrate(db)
+    with transaction(db) as con:
+        for sid, iv in (("synthetic-1", "group"), ("synthetic-2", "home_visiting")):
+            save_study(con, {"study_id": sid, "label": sid, "intervention": iv}, config)
+        save_outcomes(con, [
+            {"study_id": sid, "outcome": "sensitivity", "mean_int": m, "sd_int": 1.0, "n_int": 40, "mean_ctl": 0.2,
+             "sd_ctl": 1.0, "n_ctl": 40} for sid, m in (("synthetic-1", 1.0), ("synthetic-2", 0.9))], config)
+    refresh_pooled_effects_now(db, config, plots=False, reports_dir=tmp_path / "r")
+    with transaction(db) as con:
+        save_study(con, {"study_id": "synthetic-2", "label": "synthetic-2", "intervention": "group"}, config)
+    s = refresh_pooled_effects_now(db, config, plots=False, reports_dir=tmp_path / "r")
+    assert [(d["analysis_id"], d["subgroup"]) for d in s["dropped"]] == [
+        ("sensitivity:primary:by-intervention", "home_visiting")]
+    assert s["conclusions_changed"] >= 1
+    md = whats_new_markdown(s)
+    assert "conclusions have changed" in md
+    assert "sensitivity:primary:by-intervention [home_visiting] (no longer estimable" in md
