@@ -40,6 +40,8 @@ def nightly_update(source: str = "snapshot", today: date | None = None) -> dict:
         "source": source,
         "status": "failed" if failures else "completed",
         "new_records": sum(s.get("new", 0) for s in strategies),
+        # stored records PubMed changed since (retractions, errata...), re-fetched and stored as new versions
+        "updated_records": sum(s.get("updated", 0) for s in strategies),
         "strategies": strategies,
         "ranking": ranking,
         "pooling": pooling,

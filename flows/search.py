@@ -1,5 +1,20 @@
 """Search one strategy: plan the window, search, fetch what is new in batches, append, commit.
 
+Before that, every night after the baseline re-fetches the stored records PubMed has changed
+(`refetch_modified`): the same query on the modification date [mdat] over the same span as the
+create-date window (the last committed window's end minus `overlap_days`, up to today), the hits
+intersected with the PMIDs the warehouse holds (records and merged aliases), fetched in batches
+through the same retrying path and appended, so a retraction, an erratum or a corrected abstract
+becomes a new version of the record (the old content kept in `record_versions`) and is counted as
+`updated`. Its search run is closed with found = 0 (its hits are no new search hits); the summary
+counts `modified_found` (mdat hits), `refetched` (stored records fetched again, also counted in
+`fetched`) and `updated` (`alias_updated`: merged PMIDs whose own content changed). It runs before
+the create-date window is committed, so a night whose re-fetch fails commits nothing and the next
+night searches both dates from the same start.
+Over 9,999 modified hits the window is halved, as for the create date; a single day still over
+the cap re-fetches the stored records among the 9,999 listed and says, in the run's warnings,
+that the rest could not be checked.
+
 The window is committed only when every batch is stored, so a failed night is resumed from the
 last committed window and refetches only the PMIDs still missing.
 
@@ -19,7 +34,7 @@ from prefect import flow
 
 from living_review.config import Strategy, load_review
 from living_review.settings import get_settings
-from models.windows import Window, needs_split
+from models.windows import MAX_IDS_PER_SEARCH, Window, needs_split
 from tasks.search import (
     SearchFailed,
     append_batch,
@@ -30,23 +45,80 @@ from tasks.search import (
     note_unreturned,
     pending_unreturned,
     pmid_list,
+    plan_modified_window,
     plan_window,
     post_pmids,
     resolve_unreturned,
     search_pubmed,
     select_new_pmids,
+    select_stored_pmids,
     start_search_run,
 )
 
-_COUNTS = ("new", "duplicates", "updated", "unchanged")
+_COUNTS = ("new", "duplicates", "updated", "unchanged", "alias_updated")
 
 
 @flow(name="search-strategy", flow_run_name="search-{strategy_name}")
 def search_strategy(strategy_name: str, source: str, nightly_id: int, today: date | None = None) -> dict:
     strategy = load_review().strategy(strategy_name)
     window = plan_window(strategy, today)
-    parts = search_window(strategy, window, source, nightly_id)
+    modified = plan_modified_window(strategy, today)  # None on the baseline night
+    parts = refetch_modified(strategy, modified, source, nightly_id) if modified else []
+    parts += search_window(strategy, window, source, nightly_id)
     return _combine(strategy_name, parts + ask_again_for_unreturned(strategy, source, nightly_id))
+
+
+def refetch_modified(strategy: Strategy, window: Window, source: str, nightly_id: int) -> list[dict]:
+    """Fetch again the stored records the strategy's query finds modified [mdat] within `window`.
+
+    One search run per (half-)window, closed with found = 0; nothing is committed. A record that
+    came back changed is appended as a new version (`updated`); unchanged ones count as duplicates.
+    """
+    settings = get_settings()
+    retrying = _retrying(settings)
+    label = f"window {window} [mdat]"
+    run_id = start_search_run(nightly_id, strategy, window, source)
+    try:
+        result = search_pubmed.with_options(**retrying)(source, strategy.query, window, "mdat")
+    except Exception as exc:
+        message = f"strategy {strategy.name}, {label}: search for modified records failed: {exc}"
+        close_search_run(run_id, "failed", 0, [], error=message)
+        raise SearchFailed(message) from exc
+    warnings = list(result.warnings)
+    if needs_split(result.count):
+        if window.days > 1:
+            note = (f"{label}: {result.count} modified records, more than one search can retrieve: "
+                    "split into two halves")
+            close_search_run(run_id, "completed", 0, [note])
+            first, second = window.halves()
+            parts = (refetch_modified(strategy, first, source, nightly_id)
+                     + refetch_modified(strategy, second, source, nightly_id))
+            parts[0]["warnings"].insert(0, note)
+            return parts
+        warnings.append(f"{label}: {result.count} records modified on one day, more than one search can list "
+                        f"({MAX_IDS_PER_SEARCH:,}): only the stored records among the {len(result.pmids)} listed were "
+                        "fetched again; stored records among the others were not checked for changes")
+
+    stored = select_stored_pmids(result.pmids)
+    # The search's history holds every hit, listed or not: reuse it only if it is exactly `stored`.
+    history = result.history if stored and result.complete and len(stored) == len(result.pmids) else None
+    counts, returned = _fetch_and_append(run_id, strategy, source, stored, history, label, 0, warnings,
+                                         ids="stored, modified")
+    refetched = len(returned & set(stored))
+    if stored:
+        warnings.append(f"{label}: {len(stored)} stored records modified since they were stored, fetched again: "
+                        f"{counts['updated']} changed (new version kept, the old one in record_versions)"
+                        + (f", {counts['alias_updated']} merged PMIDs changed (record_alias_versions)"
+                           if counts["alias_updated"] else ""))
+    missing = [p for p in stored if p not in returned]
+    if missing:
+        warnings.append(f"{label}: {len(missing)} of {len(stored)} stored records modified since were not "
+                        f"returned by EFetch ({settings.task_retries + 1} tries): {pmid_list(missing)}; "
+                        "their stored version is kept")
+    close_search_run(run_id, "completed", 0, warnings)
+    return [{"window": f"{window} (modified)", "found": 0, "modified_found": result.count,
+             "fetched": refetched, "refetched": refetched, "already_known": 0, "not_returned": 0,
+             "asked_again": 0, "warnings": warnings, **counts}]
 
 
 def search_window(strategy: Strategy, window: Window, source: str, nightly_id: int) -> list[dict]:
@@ -118,7 +190,7 @@ def ask_again_for_unreturned(strategy: Strategy, source: str, nightly_id: int) -
 
 
 def _fetch_and_append(run_id: str, strategy: Strategy, source: str, pmids: list[str], history, what: str,
-                      found: int, search_warnings: list[str]) -> tuple[dict, set[str]]:
+                      found: int, search_warnings: list[str], ids: str = "new") -> tuple[dict, set[str]]:
     """Fetch `pmids` in batches (posting them unless `history` already holds exactly them) and append
     each batch; return the append counts and the PMIDs EFetch returned. A failing batch closes the
     run as failed and raises SearchFailed naming the strategy, `what` and the batch."""
@@ -139,7 +211,7 @@ def _fetch_and_append(run_id: str, strategy: Strategy, source: str, pmids: list[
                     counts[key] += n
     except Exception as exc:
         where = (f"strategy {strategy.name}, {what}, batch {batch_no} "
-                 f"(records {retstart + 1}-{min(retstart + batch_size, len(pmids))} of {len(pmids)} new)")
+                 f"(records {retstart + 1}-{min(retstart + batch_size, len(pmids))} of {len(pmids)} {ids})")
         close_search_run(run_id, "failed", found, search_warnings, error=f"{where}: {exc}")
         raise SearchFailed(f"{where}: {exc}") from exc
     return counts, returned
@@ -169,7 +241,8 @@ def _retrying(settings) -> dict:
 
 def _combine(strategy: str, parts: list[dict]) -> dict:
     total = {"strategy": strategy, "windows": [p["window"] for p in parts], "warnings": []}
-    for key in ("found", "fetched", "already_known", "not_returned", "asked_again", *_COUNTS):
+    for key in ("found", "fetched", "already_known", "not_returned", "asked_again", "modified_found", "refetched",
+                *_COUNTS):
         total[key] = sum(p.get(key, 0) for p in parts)
     for p in parts:
         total["warnings"] += p["warnings"]

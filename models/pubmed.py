@@ -4,6 +4,11 @@ Why streaming: baseline files hold ~30,000 articles each and a nightly batch may
 must stay flat, so each article is cleared (and earlier siblings deleted) as soon as it is read.
 Why not `.//ArticleId`: ReferenceList carries the cited works' ids; the article's own DOI lives in
 PubmedData/ArticleIdList (fallback: Article/ELocationID).
+
+`Record.history` holds the PubMedPubDate dates by PubStatus ("entrez" = create date [crdt], "pubmed",
+"medline", ...) and, under `DATE_REVISED`, the citation's `<DateRevised>` (MedlineCitation or
+BookDocument): the last date NLM revised the citation, the offline stand-in for PubMed's
+modification date [mdat]. History is bookkeeping, not content: it is left out of the content hash.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ _ARTICLE = "PubmedArticle"
 _BOOK = "PubmedBookArticle"
 _DELETE = "DeleteCitation"
 _ROOT = "PubmedArticleSet"
+# The key of <DateRevised> in Record.history: not a PubStatus value (those are lower-case, e.g. the
+# manuscript's "revised" date), so it never collides with a History/PubMedPubDate entry.
+DATE_REVISED = "DateRevised"
 
 _YEAR = re.compile(r"(1[89]\d\d|2\d\d\d)")
 _MONTHS = {m: i for i, m in enumerate(
@@ -316,6 +324,7 @@ def _article(elem: etree._Element) -> Record:
     mesh_lists: list = []
     keywords: list[str] = []
     links: list[dict] = []
+    revised = None
     for child in citation:
         tag = child.tag
         if tag == "Article":
@@ -337,6 +346,9 @@ def _article(elem: etree._Element) -> Record:
                 medline_ta = child.find("MedlineTA")
         elif tag == "CommentsCorrectionsList":
             links.extend(_links(child))
+        elif tag == "DateRevised":
+            if revised is None:
+                revised = _date(child)
     pmid = _text(pmid_el)
 
     journal_el = title_el = vernacular_el = abstract_el = authors_el = language_el = article_date = None
@@ -411,6 +423,8 @@ def _article(elem: etree._Element) -> Record:
                 if id_list is None:
                     id_list = child
         doi = _doi_from_ids(id_list)
+    if revised:
+        history[DATE_REVISED] = revised
     mesh: list[str] = []
     mesh_detail: list[dict] = []
     _mesh_headings(mesh_lists, mesh, mesh_detail)
@@ -468,6 +482,10 @@ def _book(elem: etree._Element) -> Record:
            or _doi_from_ids(document.find("ArticleIdList")) or _doi_from_elocation(document))
     mesh, mesh_detail = _mesh(document)
     language = document.find("Language")
+    history = _history(book_data)
+    revised = _date(document.find("DateRevised"))
+    if revised:
+        history[DATE_REVISED] = revised
     return Record(
         pmid=_text(document.find("PMID")),
         title=flatten(document.find("ArticleTitle")) or book_title,
@@ -480,7 +498,7 @@ def _book(elem: etree._Element) -> Record:
         publication_types=[flatten(p) for p in document.iterfind("PublicationType")],
         language=_text(language) or None,
         comments_corrections=_comments_corrections(document),
-        history=_history(book_data),
+        history=history,
         keywords=_keywords(document),
         kind="book",
         mesh_detail=mesh_detail,

@@ -100,6 +100,20 @@ def plan_window(strategy: Strategy, today: date | None = None) -> Window:
     return next_window(strategy.start_date, last[1] if last else None, today or date.today(), strategy.overlap_days)
 
 
+@task(name="plan-modified-window")
+def plan_modified_window(strategy: Strategy, today: date | None = None) -> Window | None:
+    """The [mdat] window for re-fetching stored records PubMed has changed since (retractions,
+    errata, corrected abstracts): the same span as plan_window, from the last committed window's
+    end minus the overlap up to today. None before the strategy's first committed window (the
+    baseline night stores everything fresh, so nothing stored can be stale yet)."""
+    from warehouse.records import last_committed_window
+
+    last = last_committed_window(_db(), strategy.name)
+    if last is None:
+        return None
+    return next_window(strategy.start_date, last[1], today or date.today(), strategy.overlap_days)
+
+
 @task(name="start-search-run")
 def start_search_run(nightly_id: int, strategy: Strategy, window: Window | None, source: str) -> str:
     from warehouse.records import start_search_run as start
@@ -109,13 +123,14 @@ def start_search_run(nightly_id: int, strategy: Strategy, window: Window | None,
 
 
 @task(name="search-pubmed", retry_condition_fn=is_transient)
-def search_pubmed(source: str, query: str, window: Window):
-    """esearch over one [crdt] window (history server on); PubMed warnings travel with the result."""
-    result = open_source(source).search(query, window.start, window.end)
+def search_pubmed(source: str, query: str, window: Window, date_type: str = "crdt"):
+    """esearch over one [crdt] window, or [mdat] window with date_type="mdat" (history server on);
+    PubMed warnings travel with the result."""
+    result = open_source(source).search(query, window.start, window.end, date_type=date_type)
     logger = get_run_logger()
-    logger.info("window %s: %d records", window, result.count)
+    logger.info("window %s [%s]: %d records", window, date_type, result.count)
     for w in result.warnings:
-        logger.warning("PubMed warning for window %s: %s", window, w)
+        logger.warning("PubMed warning for window %s [%s]: %s", window, date_type, w)
     return result
 
 
@@ -126,6 +141,15 @@ def select_new_pmids(pmids: list[str]) -> list[str]:
 
     known = known_pmids(_db(), pmids)
     return [p for p in pmids if p not in known]
+
+
+@task(name="select-stored-pmids")
+def select_stored_pmids(pmids: list[str]) -> list[str]:
+    """The PMIDs the warehouse holds (as records or merged aliases); order kept as PubMed returned it."""
+    from warehouse.records import known_pmids
+
+    known = known_pmids(_db(), pmids)
+    return [p for p in pmids if p in known]
 
 
 @task(name="link-known-records")
@@ -185,7 +209,9 @@ def append_batch(run_id: str, strategy: str, records: list) -> dict:
     from warehouse.records import append_records
 
     counts = append_records(_db(), run_id, strategy, records)
-    return {"new": counts.new, "duplicates": counts.duplicates, "updated": counts.updated, "unchanged": counts.unchanged}
+    return {"new": counts.new, "duplicates": counts.duplicates, "updated": counts.updated, "unchanged": counts.unchanged,
+            # a merged PMID seen again with changed content (its own version kept; counted in duplicates)
+            "alias_updated": getattr(counts, "alias_updated", 0)}
 
 
 @task(name="commit-window")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from living_review.sources.base import (
+    DATE_TYPES,
     MAX_IDS_PER_SEARCH,
     BatchError,
     History,
@@ -14,6 +15,7 @@ from living_review.sources.base import (
 )
 
 __all__ = [
+    "DATE_TYPES",
     "MAX_IDS_PER_SEARCH",
     "BatchError",
     "History",

@@ -1,7 +1,9 @@
 """The Source contract the search flow is written against (Entrez over HTTP, or a local snapshot).
 
-A search covers one window of the create date [crdt] (inclusive) and returns at most 9,999 PMIDs;
-when `count` exceeds that, the caller splits the window. Records are fetched in batches through a
+A search covers one window (inclusive) of the create date [crdt], or of the modification date
+[mdat] with `date_type="mdat"` (records changed since they were stored: retractions, errata,
+corrected abstracts), and returns at most 9,999 PMIDs; when `count` exceeds that, the caller splits
+the window. Records are fetched in batches through a
 history (WebEnv + query_key) so that a failing batch can be retried or reported on its own.
 """
 
@@ -14,6 +16,15 @@ from typing import Protocol, runtime_checkable
 from models.records import Record
 
 MAX_IDS_PER_SEARCH = 9_999  # PubMed's ESearch serves at most the first 10,000 ids; stay below
+# ESearch `datetype`s a search window can be on: the create date (new records) and the
+# modification date (records changed since).
+DATE_TYPES = ("crdt", "mdat")
+
+
+def check_date_type(date_type: str) -> str:
+    if date_type not in DATE_TYPES:
+        raise ValueError(f"unknown date type {date_type!r}; expected one of {', '.join(DATE_TYPES)}")
+    return date_type
 
 
 @dataclass(frozen=True)
@@ -85,8 +96,9 @@ class RateLimitedBatchError(BatchError, RateLimitError):
 class Source(Protocol):
     name: str
 
-    def search(self, query: str, mindate: date, maxdate: date) -> SearchResult:
-        """PMIDs whose create date [crdt] is within [mindate, maxdate] (inclusive), at most 9,999."""
+    def search(self, query: str, mindate: date, maxdate: date, date_type: str = "crdt") -> SearchResult:
+        """PMIDs whose create date [crdt] (or, with date_type="mdat", modification date [mdat]) is
+        within [mindate, maxdate] (inclusive), at most 9,999."""
         ...
 
     def post(self, pmids: list[str]) -> History:

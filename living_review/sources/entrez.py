@@ -37,6 +37,7 @@ from living_review.sources.base import (
     RateLimitError,
     SearchResult,
     SourceError,
+    check_date_type,
 )
 from models.pubmed import PubmedParseError, iter_records
 from models.records import Record
@@ -277,10 +278,12 @@ class EntrezSource:
 
     # -- the Source API ----------------------------------------------------------------------
 
-    def search(self, query: str, mindate: date, maxdate: date) -> SearchResult:
-        what = f"esearch {mindate:%Y/%m/%d}-{maxdate:%Y/%m/%d}"
+    def search(self, query: str, mindate: date, maxdate: date, date_type: str = "crdt") -> SearchResult:
+        """ESearch on one [crdt] window, or with date_type="mdat" on PubMed's modification date."""
+        check_date_type(date_type)
+        what = f"esearch {mindate:%Y/%m/%d}-{maxdate:%Y/%m/%d}" + ("" if date_type == "crdt" else f" [{date_type}]")
         body = self._call(
-            what, "esearch", db="pubmed", term=query, usehistory="y", datetype="crdt",
+            what, "esearch", db="pubmed", term=query, usehistory="y", datetype=date_type,
             mindate=f"{mindate:%Y/%m/%d}", maxdate=f"{maxdate:%Y/%m/%d}", retmax=MAX_IDS_PER_SEARCH,
         )
         return self._parse_search(what, body)

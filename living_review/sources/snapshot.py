@@ -7,6 +7,14 @@ a later version of a PMID replaces the earlier one and `<DeleteCitation>` remove
 (`kind="citation"`) underneath the XML. A record's date for the [crdt] window is its `entrez`
 history date, else `pubmed`, else 1 January of its publication year.
 
+PubMed XML carries no [mdat] (the modification date E-utilities search on), so a
+`date_type="mdat"` search here uses the citation's `<DateRevised>` (`record_modified`): the date
+NLM last revised it, which is what an update file's new version of a retracted or corrected record
+carries. A record without one (a records.csv citation, an old XML record) was last changed when it
+was created, so its [crdt] date stands in. Only records in the folder are ever returned, in their
+current (last-applied) version. NLM warns that DateRevised is not a guaranteed change signal
+(pubmed-notes §2.8): against live PubMed use the entrez source, whose [mdat] is PubMed's own.
+
 Small folders are parsed once and kept in memory; folders above `memory_limit_bytes` of XML are
 streamed on every search, keeping only the window's records (memory bounded by the window).
 """
@@ -20,8 +28,15 @@ from datetime import date
 from pathlib import Path
 from typing import Callable, Iterator
 
-from living_review.sources.base import MAX_IDS_PER_SEARCH, BatchError, History, SearchResult, SourceError
-from models.pubmed import Deletion, PubmedParseError, iter_pubmed
+from living_review.sources.base import (
+    MAX_IDS_PER_SEARCH,
+    BatchError,
+    History,
+    SearchResult,
+    SourceError,
+    check_date_type,
+)
+from models.pubmed import DATE_REVISED, Deletion, PubmedParseError, iter_pubmed
 from models.query import Document, QuerySyntaxError, compile_query
 from models.records import Record
 
@@ -35,6 +50,12 @@ def record_date(record: Record) -> str | None:
         if value:
             return value[:10]
     return f"{record.year:04d}-01-01" if record.year else None
+
+
+def record_modified(record: Record) -> str | None:
+    """The date an [mdat] search sees: the citation's DateRevised, else its create date (record_date)."""
+    value = record.history.get(DATE_REVISED)
+    return value[:10] if value else record_date(record)
 
 
 def read_citations(path: Path) -> Iterator[Record]:
@@ -123,7 +144,11 @@ class SnapshotSource:
 
     # -- the Source API ----------------------------------------------------------------------
 
-    def search(self, query: str, mindate: date, maxdate: date) -> SearchResult:
+    def search(self, query: str, mindate: date, maxdate: date, date_type: str = "crdt") -> SearchResult:
+        """Records matching `query` whose [crdt] date (`record_date`), or with date_type="mdat" whose
+        modification date (`record_modified`, see the module docstring), is in [mindate, maxdate]."""
+        check_date_type(date_type)
+        dated = record_modified if date_type == "mdat" else record_date
         if mindate > maxdate:
             raise ValueError(f"mindate {mindate} is after maxdate {maxdate}")
         try:
@@ -133,7 +158,7 @@ class SnapshotSource:
         low, high = mindate.isoformat(), maxdate.isoformat()
 
         def in_window(record: Record) -> bool:
-            when = record_date(record)
+            when = dated(record)
             return when is not None and low <= when <= high
 
         if self.streaming:

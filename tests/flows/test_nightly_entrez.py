@@ -8,12 +8,13 @@ the summary.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from conftest import FIXTURES, REPO
-from support.eutils_server import EutilsServer, Fault
+from support.eutils_server import EutilsServer, Fault, retraction
 
 XML_FILES = sorted((FIXTURES / "pubmed").glob("*.xml"))
 
@@ -189,3 +190,98 @@ def _status_json() -> dict:
     with contextlib.redirect_stdout(out):
         assert cli(["status", "--json"]) == 0
     return json.loads(out.getvalue())
+
+
+# -- records PubMed changes after they were stored (retractions, errata) -------------------------------------
+
+NIGHT1 = date(2030, 1, 10)  # after every fixture's DateRevised, so only the revisions below are "modified"
+
+
+def _stored(db, pmid: str) -> tuple:
+    from warehouse.db import connect
+
+    with connect(db) as con:
+        record_id, title, types, version = con.execute(
+            "select record_id, title, publication_types, version from records where pmid = ?", [pmid]).fetchall()[0]
+        versions = con.execute("select version, data from record_versions where record_id = ? order by version",
+                               [record_id]).fetchall()
+    return title, list(types), version, versions
+
+
+def test_stored_record_pubmed_retracts_later_is_fetched_again_and_versioned(prefect_harness, entrez_env):
+    """Night 1 stores; a night with nothing modified fetches nothing more; once PubMed retracts a
+    stored record (new content, DateRevised in the window) the [mdat] search re-fetches it: the
+    warehouse holds the retraction, the old content in record_versions, and the night counts it."""
+    import json
+
+    from flows.nightly import nightly_update
+    from living_review.settings import get_settings
+
+    server = entrez_env
+    db = get_settings().db_path
+    pmid = "30386702"
+    first = nightly_update(source="entrez", today=NIGHT1)
+    (s1,) = first["strategies"]
+    assert s1["new"] == len(_english(server)) and s1["refetched"] == 0 and s1["updated"] == 0
+    assert all(c.params.get("datetype") == "crdt" for c in server.calls("esearch"))  # baseline: no [mdat] search
+    old_title, _, _, _ = _stored(db, pmid)
+
+    # Night 2: nothing modified in the window: one [mdat] search, nothing posted or fetched.
+    calls = {e: len(server.calls(e)) for e in ("esearch", "epost", "efetch")}
+    second = nightly_update(source="entrez", today=date(2030, 1, 11))
+    (s2,) = second["strategies"]
+    assert (s2["modified_found"], s2["refetched"], s2["fetched"], s2["updated"]) == (0, 0, 0, 0)
+    assert (len(server.calls("epost")), len(server.calls("efetch"))) == (calls["epost"], calls["efetch"])
+    mdat = [c.params for c in server.calls("esearch")[calls["esearch"]:] if c.params["datetype"] == "mdat"]
+    assert [(p["mindate"], p["maxdate"]) for p in mdat] == [("2030/01/03", "2030/01/11")]  # last end - 7 .. today
+
+    # PubMed retracts the stored record.
+    server.revise(pmid, retraction(date(2030, 1, 12)))
+    third = nightly_update(source="entrez", today=date(2030, 1, 12))
+    (s3,) = third["strategies"]
+    assert (s3["modified_found"], s3["refetched"], s3["fetched"], s3["updated"], s3["new"]) == (1, 1, 1, 1, 0)
+    assert third["updated_records"] == 1
+    assert any("1 changed" in w for w in s3["warnings"])
+    title, types, version, versions = _stored(db, pmid)
+    assert title == "[Retracted] " + old_title and "Retracted Publication" in types and version == 2
+    assert [v for v, _ in versions] == [1, 2]
+    old = json.loads(versions[0][1])  # the superseded content, kept
+    assert old["title"] == old_title and "Retracted Publication" not in old["publication_types"]
+    assert _status_json()["last_run"]["strategies"]["english"]["updated"] == 1
+
+    # Night 4: the revision is still inside the overlap: fetched again, unchanged, no new version.
+    fourth = nightly_update(source="entrez", today=date(2030, 1, 13))
+    (s4,) = fourth["strategies"]
+    assert (s4["refetched"], s4["updated"], s4["new"]) == (1, 0, 0)
+    assert _stored(db, pmid)[2] == 2 and len(_stored(db, pmid)[3]) == 2
+
+
+def test_modified_window_over_the_cap_is_split_and_a_full_single_day_says_what_was_not_checked(
+        prefect_harness, entrez_env, monkeypatch):
+    """[mdat] hits over the cap halve the window like the create-date search; a single day still
+    over it re-fetches the stored records ESearch listed and names the gap in the warnings."""
+    import flows.search
+    from flows.nightly import nightly_update
+    from living_review.settings import get_settings
+    from warehouse.db import connect
+
+    server = entrez_env
+    db = get_settings().db_path
+    nightly_update(source="entrez", today=NIGHT1)
+    early, same_day = "25364329", ["30849835", "35649368"]
+    server.revise(early, retraction(date(2030, 1, 5)))
+    for pmid in same_day:
+        server.revise(pmid, retraction(date(2030, 1, 12)))
+    monkeypatch.setattr(flows.search, "needs_split", lambda count: count > 1)
+    server.id_cap = 1  # ESearch lists one id per search
+
+    night = nightly_update(source="entrez", today=date(2030, 1, 12))
+    (s,) = night["strategies"]
+    listed = max(same_day, key=int)  # newest first
+    assert s["updated"] == s["refetched"] == 2 and s["found"] == 0
+    assert any("split into two halves" in w for w in s["warnings"])
+    assert any("modified on one day" in w and "not checked" in w for w in s["warnings"])
+    assert _stored(db, early)[2] == _stored(db, listed)[2] == 2
+    assert _stored(db, min(same_day, key=int))[2] == 1  # not listed, so not fetched: said in the warnings
+    with connect(db) as con:
+        assert con.execute("select count(*) from search_runs where status <> 'completed'").fetchall()[0][0] == 0

@@ -121,3 +121,55 @@ def test_window_with_too_many_hits_is_split_into_halves_and_stored(prefect_harne
     assert report["strategies"]["uk-interventions"]["status"] == "completed"
     assert report["strategies"]["attachment-rcts"]["found"] == 3
     assert report["new_records"] == summary["new_records"] > 0
+
+
+def test_snapshot_update_file_revising_a_stored_record_versions_it(prefect_harness, lr_home, tmp_path, monkeypatch):
+    """A local mirror gets a daily update file with a new version of a stored record (retracted,
+    new DateRevised): the next night's [mdat] search on the snapshot re-fetches and versions it;
+    a night with no update fetches nothing more."""
+    import shutil
+    from datetime import date
+
+    from lxml import etree
+
+    from conftest import FIXTURES, REPO
+    from flows.nightly import nightly_update
+    from support.eutils_server import retraction
+    from tasks.search import _source
+    from warehouse.db import connect
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for xml in (FIXTURES / "pubmed").glob("*.xml"):
+        shutil.copy(xml, mirror / xml.name)
+    text = (REPO / "review.toml").read_text(encoding="utf-8")
+    head, _, rest = text.partition("[[strategies]]")
+    config = tmp_path / "review.toml"
+    config.write_text(head + '[[strategies]]\nname = "english"\nquery = \'eng[la]\'\nstart_date = "1946-01-01"\n'
+                      'overlap_days = 7\n\n' + rest[rest.index("[screening]"):], encoding="utf-8")
+    monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(config))
+    monkeypatch.setenv("LIVING_REVIEW_SNAPSHOT_DIR", str(mirror))
+
+    def night(day: date) -> dict:
+        _source.cache_clear()  # a night is a new process: the mirror is read afresh
+        (strategy,) = nightly_update(source="snapshot", today=day)["strategies"]
+        return strategy
+
+    first = night(date(2030, 1, 10))
+    assert first["new"] > 0 and first["refetched"] == 0
+    quiet = night(date(2030, 1, 11))
+    assert (quiet["modified_found"], quiet["fetched"], quiet["updated"]) == (0, 0, 0)
+
+    pmid = "30386702"
+    article = etree.fromstring((FIXTURES / "pubmed" / f"{pmid}.xml").read_bytes()).find("PubmedArticle")
+    retraction(date(2030, 1, 12))(article)  # test data: a revised copy of the real record
+    (mirror / "zz_update_0001.xml").write_bytes(
+        b"<PubmedArticleSet>" + etree.tostring(article, encoding="utf-8") + b"</PubmedArticleSet>")
+    updated = night(date(2030, 1, 12))
+    assert (updated["modified_found"], updated["refetched"], updated["updated"], updated["new"]) == (1, 1, 1, 0)
+    with connect(get_settings().db_path) as con:
+        title, version = con.execute("select title, version from records where pmid = ?", [pmid]).fetchall()[0]
+        kept = con.execute("select count(*) from record_versions v join records r using (record_id) "
+                           "where r.pmid = ? and v.data is not null", [pmid]).fetchall()[0][0]
+    assert title.startswith("[Retracted] ") and version == 2 and kept == 1
+    _source.cache_clear()

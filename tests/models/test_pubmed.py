@@ -81,7 +81,8 @@ def test_season_date_and_no_abstract():
     assert record.abstract == "" and record.doi is None
     assert record.journal == "Soc Justice" and record.authors == ["Olivero JM"]
     assert record.publication_types == ["Journal Article", "Review"]
-    assert record.history == {"pubmed": "1990-04-01", "medline": "2002-07-16", "entrez": "1990-04-01"}
+    assert record.history == {"pubmed": "1990-04-01", "medline": "2002-07-16", "entrez": "1990-04-01",
+                              "DateRevised": "2007-11-15"}
     assert record.keywords == ["Health Care and Public Health", "Legal Approach"]
 
 
@@ -155,6 +156,18 @@ def test_book_article():
 def test_late_indexed_record_keeps_both_dates():
     record = one(FIXTURES / "30849835.xml", "30849835")
     assert record.history["entrez"] == "2019-03-10" and record.history["pubmed"] == "1999-06-01"
+
+
+def test_date_revised_is_kept_apart_from_the_pubstatus_dates():
+    from models.pubmed import DATE_REVISED
+
+    record = one(FIXTURES / "35649368.xml", "35649368")
+    # PubStatus "revised" is the manuscript's revision; <DateRevised> is NLM's last revision of the citation
+    assert record.history["revised"] == "2022-03-16" and record.history[DATE_REVISED] == "2025-07-28"
+    assert one(FIXTURES / "sample_article_20301577.xml", "20301577").history[DATE_REVISED] == "2024-12-19"  # book
+    changed = one(FIXTURES / "35649368.xml", "35649368")
+    changed.history[DATE_REVISED] = "2030-01-01"
+    assert changed.content_hash() == record.content_hash()  # bookkeeping, not content
 
 
 def test_empty_article_set_is_an_empty_answer():

@@ -91,6 +91,36 @@ def test_window_is_on_the_create_date(source):
     assert source.search("all[sb]", date(1999, 6, 1), date(1999, 6, 1)).count == 0
 
 
+def test_mdat_search_is_on_the_modification_date(source, server):
+    # 30386702: created (crdt) 2018-11-03, DateRevised 2020-10-01
+    day = date(2020, 10, 1)
+    assert source.search("all[sb]", day, day).count == 0
+    assert source.search("all[sb]", day, day, date_type="mdat").pmids == ["30386702"]
+    assert server.calls("esearch")[-1].params["datetype"] == "mdat"
+    server.modified["9997"] = "2020/10/01"  # a test's own modification date wins over DateRevised
+    assert source.search("all[sb]", day, day, date_type="mdat").pmids == ["30386702", "9997"]
+    with pytest.raises(ValueError, match="date type"):
+        source.search("all[sb]", day, day, date_type="pdat")
+
+
+def test_a_revised_record_is_served_with_its_new_content(source, server):
+    from support.eutils_server import retraction
+
+    before = {r.pmid: r for r in source.fetch_batch(source.post(["27797938"]), 0, 1)}["27797938"]
+    server.revise("27797938", retraction(date(2030, 1, 12)))
+    try:
+        day = date(2030, 1, 12)
+        result = source.search("all[sb]", day, day, date_type="mdat")
+        assert result.pmids == ["27797938"]
+        (after,) = source.fetch_batch(result.history, 0, 5)
+        assert after.title == "[Retracted] " + before.title
+        assert after.publication_types == before.publication_types + ["Retracted Publication"]
+        assert after.comments_corrections[-1]["ref_type"] == "RetractionIn"
+        assert after.content_hash() != before.content_hash()
+    finally:
+        server.load(FIXTURES / "pubmed4.xml")  # the module's server is shared: serve the real record again
+
+
 def test_query_is_sent_and_evaluated(source):
     result = source.search('"Randomized Controlled Trial"[pt]', *EVERYTHING)
     assert result.pmids == ["23435529"]
@@ -236,6 +266,7 @@ def test_connection_refused_is_retried_then_reported(sleeps):
 def reset(server: EutilsServer) -> None:
     server.requests.clear()
     server._faults.clear()
+    server.modified.clear()
 
 
 def test_api_key_is_sent_but_never_appears_in_errors_logs_or_repr(server, sleeps, caplog):

@@ -175,3 +175,28 @@ def test_get_source_builds_both_kinds_from_settings(lr_home, monkeypatch):
     assert get_source("entrez").name == "entrez"
     with pytest.raises(ValueError, match="unknown source"):
         get_source("scopus")
+
+
+# -- the modification date [mdat] ------------------------------------------------------------------------
+
+
+def test_mdat_search_uses_date_revised_else_the_create_date(tmp_path):
+    from models.pubmed import DATE_REVISED
+    from living_review.sources.snapshot import record_modified
+
+    for name in ("30386702.xml", "pubmed1.xml"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    (tmp_path / "records.csv").write_text("pmid,title,year\n111,A citation without dates,2020\n", encoding="utf-8")
+    source = SnapshotSource(tmp_path)
+    by_pmid = {r.pmid: r for r in source.records()}
+    assert by_pmid["30386702"].history[DATE_REVISED] == "2020-10-01"  # <DateRevised>
+    assert record_modified(by_pmid["30386702"]) == "2020-10-01"
+    assert record_modified(by_pmid["111"]) == "2020-01-01"  # no DateRevised: the create-date stand-in
+    day = date(2020, 10, 1)
+    assert source.search("all[sb]", day, day, date_type="mdat").pmids == ["30386702"]
+    assert source.search("all[sb]", day, day).count == 0  # created 2018-11-03
+    assert source.search("all[sb]", date(2018, 11, 3), date(2018, 11, 3), date_type="mdat").count == 0
+    assert set(source.search("all[sb]", date(2007, 11, 15), date(2019, 6, 9), date_type="mdat").pmids) == {
+        "12091962", "9997"}
+    with pytest.raises(ValueError, match="date type"):
+        source.search("all[sb]", day, day, date_type="edat")

@@ -2,8 +2,15 @@
 
 It answers `esearch.fcgi`, `epost.fcgi` and `efetch.fcgi` (GET and POST) the way NCBI does: esearch
 builds a real-format eSearchResult (Count, RetMax, QueryKey, WebEnv, IdList, QueryTranslation)
-over the loaded articles, filtered by the [crdt] window (mindate/maxdate) and by the query
-(evaluated with models.query); efetch serves the real article XML for ids or history windows.
+over the loaded articles, filtered by the window (mindate/maxdate) and by the query (evaluated with
+models.query); efetch serves the real article XML for ids or history windows.
+
+The window is on the create date (`datetype=crdt`, the default: the `entrez` history date) or on
+the modification date (`datetype=mdat`): `server.modified[pmid]` if a test set one, else the
+article's `<DateRevised>`, else its create date (a record never revised was last changed when
+created). Other datetypes are refused (400). `server.revise(pmid, edit)` changes the XML PubMed
+serves for a PMID (e.g. a retraction: the title, a publication type, a new DateRevised), as
+PubMed does when it maintains a record after it was indexed.
 Every request is recorded with its arrival time (time.monotonic) for spacing checks.
 
 Faults are queued per endpoint and consumed one per request:
@@ -18,15 +25,16 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
 from lxml import etree
 
-from models.pubmed import iter_records
+from models.pubmed import DATE_REVISED, iter_records
 from models.query import QuerySyntaxError, compile_query
 
 ESEARCH_HEAD = (
@@ -82,6 +90,7 @@ class EutilsServer:
     requests: list[RecordedRequest] = field(default_factory=list)
     id_cap: int = 10_000  # PubMed's ESearch returns at most the first 10,000 ids; lower it in tests
     withheld: set[str] = field(default_factory=set)  # efetch leaves these PMIDs out of its answers
+    modified: dict[str, str] = field(default_factory=dict)  # pmid -> [mdat] 'YYYY/MM/DD' (overrides DateRevised)
 
     def __post_init__(self) -> None:
         self._faults: dict[str, list[Fault]] = {}
@@ -102,7 +111,10 @@ class EutilsServer:
 
     def load(self, path: str | Path) -> None:
         """Load the PubmedArticle/PubmedBookArticle elements of a real EFetch file."""
-        data = Path(path).read_bytes()
+        self.load_bytes(Path(path).read_bytes())
+
+    def load_bytes(self, data: bytes) -> None:
+        """Load (or replace, by PMID) the articles of a PubmedArticleSet document."""
         records = {r.pmid: r for r in iter_records(data)}
         root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
         for elem in root:
@@ -110,7 +122,22 @@ class EutilsServer:
                 continue
             pmid = (elem.findtext("MedlineCitation/PMID") or elem.findtext("BookDocument/PMID") or "").strip()
             elem.tail = "\n"
-            self.articles[pmid] = _Article(pmid, etree.tostring(elem, encoding="utf-8"), records[pmid])
+            with self._lock:
+                self.articles[pmid] = _Article(pmid, etree.tostring(elem, encoding="utf-8"), records[pmid])
+
+    def revise(self, pmid: str, edit: Callable[[etree._Element], None]) -> None:
+        """Change what PubMed serves for `pmid`: `edit` alters its PubmedArticle element in place."""
+        elem = etree.fromstring(self.articles[pmid].xml, etree.XMLParser(resolve_entities=False, no_network=True))
+        edit(elem)
+        self.load_bytes(b"<PubmedArticleSet>" + etree.tostring(elem, encoding="utf-8") + b"</PubmedArticleSet>")
+
+    def modification_date(self, article: "_Article") -> str:
+        """The article's [mdat] as 'YYYY/MM/DD': the test's override, else DateRevised, else [crdt]."""
+        override = self.modified.get(article.pmid)
+        if override:
+            return override.replace("-", "/")
+        history = article.record.history
+        return (history.get(DATE_REVISED) or history.get("entrez", ""))[:10].replace("-", "/")
 
     def inject(self, endpoint: str, *faults: Fault) -> None:
         with self._lock:
@@ -244,11 +271,16 @@ class EutilsServer:
             query = compile_query(term)
         except QuerySyntaxError as exc:
             return ESEARCH_HEAD + f"<eSearchResult><ERROR>{escape(str(exc))}</ERROR></eSearchResult>".encode()
-        low, high = _window(params)
+        low, high, date_type = _window(params)
         hits = []
-        for article in self.articles.values():
-            created = article.record.history.get("entrez", "")[:10].replace("-", "/")
-            if (low is None or created >= low) and (high is None or created <= high) and query.matches(article.record):
+        with self._lock:
+            articles = list(self.articles.values())
+        for article in articles:
+            if date_type == "mdat":
+                when = self.modification_date(article)
+            else:
+                when = article.record.history.get("entrez", "")[:10].replace("-", "/")
+            if (low is None or when >= low) and (high is None or when <= high) and query.matches(article.record):
                 hits.append(article.pmid)
         hits.sort(key=int, reverse=True)  # newest first, as PubMed's default order
         retstart = int(params.get("retstart", 0))
@@ -298,15 +330,42 @@ class _BadRequest(Exception):
     pass
 
 
-def _window(params: dict[str, str]) -> tuple[str | None, str | None]:
-    """mindate/maxdate as comparable 'YYYY/MM/DD' bounds (only datetype=crdt is modelled)."""
+def retraction(on: date) -> Callable[[etree._Element], None]:
+    """An edit for `EutilsServer.revise` (or any PubmedArticle element): the record as PubMed
+    maintains a retracted paper: "[Retracted] " before the title, the "Retracted Publication" type,
+    a RetractionIn link (RefSource only: no notice PMID is invented) and DateRevised set to `on`.
+    Test data made from a real record, not a real PubMed record."""
+
+    def edit(article: etree._Element) -> None:
+        citation = article.find("MedlineCitation")
+        title = citation.find("Article/ArticleTitle")
+        title.text = "[Retracted] " + (title.text or "")
+        kind = etree.SubElement(citation.find("Article/PublicationTypeList"), "PublicationType", UI="D016441")
+        kind.text = "Retracted Publication"
+        links = citation.find("CommentsCorrectionsList")
+        if links is None:
+            links = etree.SubElement(citation, "CommentsCorrectionsList")
+        link = etree.SubElement(links, "CommentsCorrections", RefType="RetractionIn")
+        etree.SubElement(link, "RefSource").text = "Test fixture: retraction notice"
+        revised = citation.find("DateRevised")
+        if revised is None:
+            revised = etree.SubElement(citation, "DateRevised")
+        for tag, value in (("Year", f"{on:%Y}"), ("Month", f"{on:%m}"), ("Day", f"{on:%d}")):
+            (revised.find(tag) if revised.find(tag) is not None else etree.SubElement(revised, tag)).text = value
+
+    return edit
+
+
+def _window(params: dict[str, str]) -> tuple[str | None, str | None, str]:
+    """mindate/maxdate as comparable 'YYYY/MM/DD' bounds, and the datetype (crdt or mdat modelled)."""
     low, high = params.get("mindate"), params.get("maxdate")
     if (low is None) != (high is None):
         raise _BadRequest("mindate and maxdate must be used together")
+    date_type = params.get("datetype", "crdt")
     if low is None:
-        return None, None
-    if params.get("datetype", "crdt") != "crdt":
-        raise _BadRequest("this double only models datetype=crdt")
+        return None, None, date_type
+    if date_type not in ("crdt", "mdat"):
+        raise _BadRequest("this double only models datetype=crdt and datetype=mdat")
 
     def pad(value: str, upper: bool) -> str:
         parts = value.split("/")
@@ -320,4 +379,4 @@ def _window(params: dict[str, str]) -> tuple[str | None, str | None]:
             raise _BadRequest(f"bad date {value!r}") from None
         return f"{y:04d}/{m:02d}/{d:02d}"
 
-    return pad(low, False), pad(high, True)
+    return pad(low, False), pad(high, True), date_type
