@@ -77,7 +77,7 @@ def refetch_modified(strategy: Strategy, window: Window, source: str, nightly_id
     settings = get_settings()
     retrying = _retrying(settings)
     label = f"window {window} [mdat]"
-    run_id = start_search_run(nightly_id, strategy, window, source)
+    run_id = start_search_run(nightly_id, strategy, window, source, kind="refetch")
     try:
         result = search_pubmed.with_options(**retrying)(source, strategy.query, window, "mdat")
     except Exception as exc:

@@ -115,11 +115,12 @@ def plan_modified_window(strategy: Strategy, today: date | None = None) -> Windo
 
 
 @task(name="start-search-run")
-def start_search_run(nightly_id: int, strategy: Strategy, window: Window | None, source: str) -> str:
+def start_search_run(nightly_id: int, strategy: Strategy, window: Window | None, source: str,
+                     kind: str = "search") -> str:
     from warehouse.records import start_search_run as start
 
     return start(_db(), nightly_id, strategy.name, strategy.query, source,
-                 window.start if window else None, window.end if window else None)
+                 window.start if window else None, window.end if window else None, kind=kind)
 
 
 @task(name="search-pubmed", retry_condition_fn=is_transient)

@@ -34,6 +34,7 @@ from models.records import Record, normalise_doi
 from warehouse.db import connect, transaction
 
 RUN_STATUSES = ("running", "completed", "failed")
+RUN_KINDS = ("search", "refetch")
 # A title key merges two PMIDs only if the normalised title is this long and the year is known:
 # short generic titles ("Erratum", "Editorial", "Reply") are shared by unrelated notices.
 MIN_TITLE_KEY_CHARS = 30
@@ -107,14 +108,20 @@ def start_search_run(
     source: str,
     window_start: date | None,
     window_end: date | None,
+    kind: str = "search",
 ) -> str:
-    """Open a search run for one strategy and window; return its run_id (a uuid)."""
+    """Open a search run for one strategy and window; return its run_id (a uuid).
+
+    kind: 'search' (its hits are identified records, for PRISMA) or 'refetch' (stored records fetched
+    again because PubMed modified them: not identified again)."""
+    if kind not in RUN_KINDS:
+        raise ValueError(f"unknown search run kind {kind!r}; expected one of {', '.join(RUN_KINDS)}")
     run_id = str(uuid.uuid4())
     with transaction(db_path) as con:
         con.execute(
-            """INSERT INTO search_runs (run_id, nightly_id, strategy, query, source, window_start, window_end)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            [run_id, nightly_id, strategy, query, source, window_start, window_end])
+            """INSERT INTO search_runs (run_id, nightly_id, strategy, query, source, window_start, window_end, kind)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            [run_id, nightly_id, strategy, query, source, window_start, window_end, kind])
     return run_id
 
 

@@ -503,7 +503,8 @@ def prisma_counts(con, reviewers_per_record: int = 2) -> tuple[PrismaCounts, lis
 
     An *update* is a nightly run. Identified = PMIDs its search runs returned and appended
     (`search_hits`, one per PMID per strategy run, so a record found by both strategies counts
-    twice, as PRISMA counts database hits); duplicates removed = identified minus the records the
+    twice, as PRISMA counts database hits; stored records fetched again because PubMed modified them
+    are not identified again); duplicates removed = identified minus the records the
     update added (hits on records already held, merged DOI/title duplicates, overlap between
     strategies); screened = records the update added; the screening and eligibility boxes follow
     those records through the settled decisions.
@@ -513,6 +514,7 @@ def prisma_counts(con, reviewers_per_record: int = 2) -> tuple[PrismaCounts, lis
     hits = con.execute(
         """SELECT coalesce(sr.nightly_id, -1) AS nightly, coalesce(sr.strategy, '?'), count(*)
            FROM search_hits h LEFT JOIN search_runs sr ON sr.run_id = h.run_id
+           WHERE coalesce(sr.kind, 'search') <> 'refetch'  -- re-fetched because modified: not identified again
            GROUP BY ALL"""
     ).fetchall()
     firsts = con.execute(

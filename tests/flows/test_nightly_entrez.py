@@ -255,6 +255,17 @@ def test_stored_record_pubmed_retracts_later_is_fetched_again_and_versioned(pref
     assert (s4["refetched"], s4["updated"], s4["new"]) == (1, 0, 0)
     assert _stored(db, pmid)[2] == 2 and len(_stored(db, pmid)[3]) == 2
 
+    # PRISMA: a record fetched again because PubMed changed it was not identified again by the search
+    from warehouse.db import connect
+    from warehouse.workspace import prisma_counts
+
+    with connect(db) as con:
+        _, updates = prisma_counts(con, 2)
+        found = dict(con.execute("SELECT nightly_id, sum(found) FROM search_runs GROUP BY nightly_id").fetchall())
+    assert len(updates) == 4
+    for u in updates:  # identified = what the night's create-date searches found, re-fetches not counted
+        assert u.identified == found[int(u.label.split()[0][1:])], u
+
 
 def test_modified_window_over_the_cap_is_split_and_a_full_single_day_says_what_was_not_checked(
         prefect_harness, entrez_env, monkeypatch):
