@@ -10,7 +10,10 @@ becomes a new version of the record (the old content kept in `record_versions`) 
 counts `modified_found` (mdat hits), `refetched` (stored records fetched again, also counted in
 `fetched`) and `updated` (`alias_updated`: merged PMIDs whose own content changed). It runs before
 the create-date window is committed, so a night whose re-fetch fails commits nothing and the next
-night searches both dates from the same start.
+night searches both dates from the same start. The [mdat] hits the warehouse still lacks once the
+create-date window is stored are records that match the query only since PubMed modified them
+(indexing adds publication types and MeSH terms after the create date has left every window):
+`fetch_late_matches` fetches them as new (`late_matches`; identified, in a search run of their own).
 Over 9,999 modified hits the window is halved, as for the create date; a single day still over
 the cap re-fetches the stored records among the 9,999 listed and says, in the run's warnings,
 that the rest could not be checked.
@@ -64,7 +67,10 @@ def search_strategy(strategy_name: str, source: str, nightly_id: int, today: dat
     window = plan_window(strategy, today)
     modified = plan_modified_window(strategy, today)  # None on the baseline night
     parts = refetch_modified(strategy, modified, source, nightly_id) if modified else []
+    unstored = [p for part in parts for p in part.pop("unstored", [])]
     parts += search_window(strategy, window, source, nightly_id)
+    if unstored:
+        parts += fetch_late_matches(strategy, modified, unstored, source, nightly_id)
     return _combine(strategy_name, parts + ask_again_for_unreturned(strategy, source, nightly_id))
 
 
@@ -116,7 +122,9 @@ def refetch_modified(strategy: Strategy, window: Window, source: str, nightly_id
                         f"returned by EFetch ({settings.task_retries + 1} tries): {pmid_list(missing)}; "
                         "their stored version is kept")
     close_search_run(run_id, "completed", 0, warnings)
+    stored_set = set(stored)
     return [{"window": f"{window} (modified)", "found": 0, "modified_found": result.count,
+             "unstored": [p for p in result.pmids if p not in stored_set],
              "fetched": refetched, "refetched": refetched, "already_known": 0, "not_returned": 0,
              "asked_again": 0, "warnings": warnings, **counts}]
 
@@ -155,6 +163,34 @@ def search_window(strategy: Strategy, window: Window, source: str, nightly_id: i
     close_search_run(run_id, "completed", result.count, warnings)
     return [{"window": str(window), "found": result.count, "fetched": len(returned & new_set),
              "already_known": result.count - len(new), "not_returned": len(missing), "asked_again": 0,
+             "warnings": warnings, **counts}]
+
+
+def fetch_late_matches(strategy: Strategy, window: Window, pmids: list[str], source: str,
+                       nightly_id: int) -> list[dict]:
+    """Fetch as new the [mdat] hits the warehouse still lacks after the create-date search.
+
+    Publication types and MeSH terms arrive with indexing, often weeks after a record is created,
+    when its create date has left every window: such a record matches the query only since it was
+    modified, and only the [mdat] search sees it. Its own search run (found = the records fetched)
+    counts them as identified.
+    """
+    new = select_new_pmids(pmids)  # what tonight's create-date search stored is no longer new
+    if not new:
+        return []
+    settings = get_settings()
+    run_id = start_search_run(nightly_id, strategy, window, source)
+    what = f"window {window} [mdat]: {len(new)} records not stored before"
+    counts, returned = _fetch_and_append(run_id, strategy, source, new, None, what, len(new), [])
+    fetched = len(returned & set(new))
+    warnings = [f"window {window} [mdat]: {fetched} records that match the query only since they were modified "
+                f"(e.g. indexed after their create date left the search windows) fetched as new"]
+    missing = [p for p in new if p not in returned]
+    if missing:
+        warnings += _unreturned_warnings(f"window {window} [mdat]", run_id, strategy, missing, len(new), window, settings)
+    close_search_run(run_id, "completed", len(new), warnings)
+    return [{"window": f"{window} (modified, not stored before)", "found": len(new), "fetched": fetched,
+             "already_known": 0, "not_returned": len(missing), "asked_again": 0, "late_matches": len(new),
              "warnings": warnings, **counts}]
 
 
@@ -242,7 +278,7 @@ def _retrying(settings) -> dict:
 def _combine(strategy: str, parts: list[dict]) -> dict:
     total = {"strategy": strategy, "windows": [p["window"] for p in parts], "warnings": []}
     for key in ("found", "fetched", "already_known", "not_returned", "asked_again", "modified_found", "refetched",
-                *_COUNTS):
+                "late_matches", *_COUNTS):
         total[key] = sum(p.get(key, 0) for p in parts)
     for p in parts:
         total["warnings"] += p["warnings"]

@@ -296,3 +296,42 @@ def test_modified_window_over_the_cap_is_split_and_a_full_single_day_says_what_w
     assert _stored(db, min(same_day, key=int))[2] == 1  # not listed, so not fetched: said in the warnings
     with connect(db) as con:
         assert con.execute("select count(*) from search_runs where status <> 'completed'").fetchall()[0][0] == 0
+
+
+def test_a_record_that_matches_the_query_only_after_pubmed_indexes_it_is_fetched_as_new(
+        prefect_harness, entrez_env, monkeypatch, tmp_path):
+    """Publication types and MeSH terms arrive with indexing, weeks after a record is created, when
+    its create date has left every search window. The [mdat] search sees it: a hit the warehouse
+    does not hold after the create-date search is fetched as new, and counted as identified."""
+    from flows.nightly import nightly_update
+    from living_review.settings import get_settings
+    from warehouse.db import connect
+    from warehouse.workspace import prisma_counts
+
+    server = entrez_env
+    text = (REPO / "review.toml").read_text(encoding="utf-8")
+    head, _, rest = text.partition("[[strategies]]")
+    tail = rest[rest.index("[screening]"):]
+    config = tmp_path / "retracted.toml"
+    config.write_text(head + ('[[strategies]]\nname = "retracted"\nquery = \'"Retracted Publication"[pt]\'\n'
+                              'start_date = "1946-01-01"\noverlap_days = 7\n\n') + tail, encoding="utf-8")
+    monkeypatch.setenv("LIVING_REVIEW_CONFIG", str(config))
+    db = get_settings().db_path
+    pmid = "30386702"  # created in 2018: outside every window after the baseline
+
+    first = nightly_update(source="entrez", today=NIGHT1)
+    assert first["strategies"][0]["new"] == 0 and pmid not in _stored_pmids(db)
+
+    server.revise(pmid, retraction(date(2030, 1, 11)))  # now it matches: "Retracted Publication"[pt]
+    second = nightly_update(source="entrez", today=date(2030, 1, 11))
+    (s2,) = second["strategies"]
+    assert pmid in _stored_pmids(db)
+    assert (s2["modified_found"], s2["refetched"], s2["late_matches"], s2["new"], s2["found"]) == (1, 0, 1, 1, 1)
+    assert any("match the query only since they were modified" in w for w in s2["warnings"])
+    with connect(db) as con:
+        cumulative, _ = prisma_counts(con, 2)
+    assert (cumulative.identified, cumulative.screened) == (1, 1)
+
+    third = nightly_update(source="entrez", today=date(2030, 1, 12))  # still in the overlap: stored, not new
+    (s3,) = third["strategies"]
+    assert (s3["late_matches"], s3["new"], s3["refetched"]) == (0, 0, 1)
