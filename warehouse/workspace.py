@@ -114,26 +114,28 @@ def _require(con, name: str) -> Reviewer:
     return r
 
 
+def end_sessions(con, name: str) -> None:
+    """Every existing session of `name` stops working: the session epoch goes up and is published
+    (next to the warehouse) before the caller's transaction commits."""
+    con.execute("UPDATE reviewers SET session_epoch = session_epoch + 1, updated_at = current_timestamp WHERE name = ?",
+                [name])
+    _publish_from_warehouse(con, name)
+
+
 def set_password(con, name: str, password: str) -> None:
     """New password; existing sessions of that reviewer stop working."""
     _require(con, name)
     _check_password(password)
-    con.execute(
-        "UPDATE reviewers SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = current_timestamp WHERE name = ?",
-        [hash_password(password), name],
-    )
-    _publish_from_warehouse(con, name)
+    con.execute("UPDATE reviewers SET password_hash = ? WHERE name = ?", [hash_password(password), name])
+    end_sessions(con, name)
     audit(con, "cli", "reviewer.passwd", "reviewer", name, {})
 
 
 def set_role(con, name: str, role: str) -> None:
     _require(con, name)
     _check_role(role)
-    con.execute(
-        "UPDATE reviewers SET role = ?, session_epoch = session_epoch + 1, updated_at = current_timestamp WHERE name = ?",
-        [role, name],
-    )
-    _publish_from_warehouse(con, name)
+    con.execute("UPDATE reviewers SET role = ? WHERE name = ?", [role, name])
+    end_sessions(con, name)
     audit(con, "cli", "reviewer.role", "reviewer", name, {"role": role})
 
 
@@ -208,6 +210,11 @@ def _publish_from_warehouse(con, name: str) -> None:
             sql.close()
     except sqlite3.Error as exc:
         raise AccountError(f"could not record the session change in {store}: {exc}; nothing was changed") from None
+
+
+def audit_refusal(con, reviewer: str, record_id: int, error: str, **detail) -> None:
+    """A vote the warehouse refused before writing anything (`DecisionError`): `decision.refused`."""
+    audit(con, reviewer, "decision.refused", "record", record_id, {**detail, "error": error})
 
 
 def audit(con, actor: str, action: str, entity: str | None = None, entity_id: str | None = None, detail: dict | None = None) -> None:

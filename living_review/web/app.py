@@ -254,6 +254,9 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
 
     JOURNALLED = "journalled"  # session key: seqs of this session's journalled decisions not yet known written
 
+    def not_recorded(what: str, record_id, why: str) -> str:
+        return f"Your {what} on record {record_id} was not recorded: {why}."
+
     def report_refused(request: Request) -> None:
         """Flash, once, each of this session's journalled decisions the warehouse has since refused."""
         seqs = request.session.get(JOURNALLED)
@@ -266,8 +269,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             if row is None or row["decision_id"] is not None:
                 continue
             if row["error"]:
-                flash(request, f"Your {row['decision']} on record {row['record_id']} was not recorded: {row['error']}.",
-                      "error")
+                flash(request, not_recorded(row["decision"], row["record_id"], row["error"]), "error")
             else:
                 keep.append(seq)  # not written yet: look again on the next page
         if keep:
@@ -432,10 +434,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                 # `reviewer passwd` does: the reviewer's session epoch goes up and is published before
                 # this transaction commits (journal.py), so every page and the journal's fast decision
                 # path refuse the old epoch. That ends all of the reviewer's sessions, on every device.
-                con.execute("UPDATE reviewers SET session_epoch = session_epoch + 1, updated_at = current_timestamp"
-                            " WHERE name = ?", [user.name])
-                after = workspace.get_reviewer(con, user.name)
-                journal.publish_session(after.name, after.session_epoch, bool(after.active))
+                workspace.end_sessions(con, user.name)
                 workspace.audit(con, user.name, "logout", "reviewer", user.name)
             await run_in_threadpool(turns.run, work)
         request.session.clear()
@@ -533,8 +532,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                                                     note=note, model_version=version, client_token=token,
                                                     reviewers_per_record=rpr)
                 except workspace.RecordFullError as exc:  # refused before any write: audit it, as the journal does
-                    workspace.audit(con, user.name, "decision.refused", "record", record_id,
-                                    {"client_token": token, "stage": stage, "decision": decision, "error": str(exc)})
+                    workspace.audit_refusal(con, user.name, record_id, str(exc), client_token=token, stage=stage,
+                                            decision=decision)
                     return None, str(exc)
                 except screening.DecisionError as exc:
                     raise BadRequest(str(exc)) from None
@@ -543,7 +542,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
 
             (decision_id, refusal), seq = await run_in_threadpool(turns.run, work), None
             if refusal:  # the record already has its reviewers (or a resolution)
-                message = f"Your {decision} on record {record_id} was not recorded: {refusal}."
+                message = not_recorded(decision, record_id, refusal)
                 if wants_json(request):
                     return JSONResponse({"error": message}, status_code=409)
                 flash(request, message, "error")
@@ -572,8 +571,8 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
                 workspace.append_decision(con, last["record_id"], user.name, stage, "retract", client_token=token,
                                           reviewers_per_record=rpr)
             except workspace.RecordFullError as exc:  # refused before any write: audit it, as /decide does
-                workspace.audit(con, user.name, "decision.refused", "record", last["record_id"],
-                                {"client_token": token, "stage": stage, "decision": "retract", "error": str(exc)})
+                workspace.audit_refusal(con, user.name, last["record_id"], str(exc), client_token=token, stage=stage,
+                                        decision="retract")
                 return last["record_id"], str(exc)
             return last["record_id"], None
 
@@ -582,7 +581,7 @@ def create_app(settings: Settings | None = None, config: ReviewConfig | None = N
             flash(request, "Nothing to undo.", "warn")
             return RedirectResponse(f"/screen?stage={stage}", status_code=303)
         if refusal:
-            flash(request, f"Your undo on record {rid} was not recorded: {refusal}.", "error")
+            flash(request, not_recorded("undo", rid, refusal), "error")
             return RedirectResponse(f"/screen?{urlencode({'stage': stage})}", status_code=303)
         flash(request, "Your last decision was undone: decide again.")
         return RedirectResponse(f"/screen?{urlencode({'stage': stage, 'record': rid})}", status_code=303)

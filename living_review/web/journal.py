@@ -172,8 +172,8 @@ class DecisionJournal:
                 done.append((row["seq"], decision_id, None))
             except screening.DecisionError as exc:  # checked before any write: the transaction stays clean
                 log.warning("journalled decision %s refused by the warehouse: %s", row["client_token"], exc)
-                workspace.audit(con, row["reviewer"], "decision.refused", "record", row["record_id"],
-                      {"client_token": row["client_token"], "error": str(exc), "decided_at": row["decided_at"]})
+                workspace.audit_refusal(con, row["reviewer"], row["record_id"], str(exc),
+                                        client_token=row["client_token"], decided_at=row["decided_at"])
                 done.append((row["seq"], None, str(exc)))
         return done
 
