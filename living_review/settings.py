@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,15 +54,15 @@ class Settings(BaseSettings):
     # by that command (living_review/commands/nightly.py), so a bad value fails it alone, with a clear error.
     nightly_source: str = Field(default="snapshot", validation_alias="LIVING_REVIEW_SOURCE")
 
-    @field_validator("notify_block", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value):
-        return None if isinstance(value, str) and not value.strip() else (value.strip() if isinstance(value, str) else value)
-
-    @field_validator("nightly_source", mode="before")
+    @field_validator("notify_block", "nightly_source", mode="before")
     @classmethod
     def _blank_is_default(cls, value):
-        return "snapshot" if isinstance(value, str) and not value.strip() else (value.strip() if isinstance(value, str) else value)
+        """Surrounding blanks are dropped; a blank value means the field's default (unset)."""
+        if isinstance(value, str):
+            if not value.strip():
+                raise PydanticUseDefault()
+            return value.strip()
+        return value
 
     @property
     def db_path(self) -> Path:
