@@ -171,8 +171,8 @@ def run_ranking(db_path=None, config=None, models_dir=None, run: str | None = No
         if 0 < sum(blind.values()) < len(blind):
             judge = RankingModel(seed=0, params=DEFAULT_PARAMS).fit(
                 fields, [pos[r] for r in blind], list(blind.values()), calibrate=False).score(fields)
-        else:
-            judge = cold_start()
+        else:  # the cold start: already the queue's own scores when nothing was trainable
+            judge = cold_start() if trainable else probs
         head = max((judge[pos[rid]] for rid in unscreened if rid not in audit_pending), default=float("-inf"))
         audited_done = [rid for rid in audited if judge[pos[rid]] < head]
     estimate = estimate_recall(found=n_inc, audited=len(audited_done),
