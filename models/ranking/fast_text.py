@@ -169,4 +169,4 @@ class FastTfidf:
             X.data *= self.idf[X.indices]
         if self.vec.norm:
             normalize(X, norm=self.vec.norm, copy=False)  # sklearn's own row loop: bit-identical sums
-        return X.astype(self.vec.dtype)
+        return X.astype(self.vec.dtype, copy=False)  # float64 already: no copy
