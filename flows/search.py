@@ -198,7 +198,7 @@ def ask_again_for_unreturned(strategy: Strategy, source: str, nightly_id: int) -
     """Fetch by PMID what earlier nights' EFetch did not return (one search run, found = 0).
 
     The run's window spans the windows that found them; nothing is committed. PMIDs stored since
-    (by any strategy) are linked to this strategy and resolved without being fetched.
+    (by any strategy) are no longer pending: `pending_unreturned` resolves them first.
     """
     pending = pending_unreturned(strategy.name, nightly_id)
     if not pending:
@@ -209,19 +209,17 @@ def ask_again_for_unreturned(strategy: Strategy, source: str, nightly_id: int) -
     ends = [e for _, _, e in pending if e is not None]
     span = Window(min(starts), max(ends)) if starts and ends else None
     run_id = start_search_run(nightly_id, strategy, span, source)
-    new = select_new_pmids(pmids)
-    new_set = set(new)
-    link_known_records(run_id, strategy.name, [p for p in pmids if p not in new_set])
     what = f"{len(pmids)} PMIDs not returned on an earlier night"
-    counts, returned = _fetch_and_append(run_id, strategy, source, new, None, what, 0, [])
-    missing = [p for p in new if p not in returned]
-    warnings = [f"asked again for {what}: {len(returned & new_set)} returned now"]
+    counts, returned = _fetch_and_append(run_id, strategy, source, pmids, None, what, 0, [])
+    missing = [p for p in pmids if p not in returned]
+    fetched = len(returned & set(pmids))
+    warnings = [f"asked again for {what}: {fetched} returned now"]
     if missing:
-        warnings += _unreturned_warnings("asked again", run_id, strategy, missing, len(new), span, settings)
+        warnings += _unreturned_warnings("asked again", run_id, strategy, missing, len(pmids), span, settings)
     resolve_unreturned()
     close_search_run(run_id, "completed", 0, warnings)
     return [{"window": f"{span or 'earlier windows'} (asked again)", "found": 0,
-             "fetched": len(returned & new_set), "already_known": 0, "not_returned": len(missing),
+             "fetched": fetched, "already_known": 0, "not_returned": len(missing),
              "asked_again": len(pmids), "warnings": warnings, **counts}]
 
 

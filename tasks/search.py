@@ -6,6 +6,8 @@ so each can be retried on its own and the flows stay free of I/O.
 
 from __future__ import annotations
 
+import dataclasses
+
 from datetime import date
 from functools import lru_cache
 
@@ -209,10 +211,7 @@ def append_batch(run_id: str, strategy: str, records: list) -> dict:
     """One batch, one transaction: a failure leaves nothing half-written."""
     from warehouse.records import append_records
 
-    counts = append_records(_db(), run_id, strategy, records)
-    return {"new": counts.new, "duplicates": counts.duplicates, "updated": counts.updated, "unchanged": counts.unchanged,
-            # a merged PMID seen again with changed content (its own version kept; counted in duplicates)
-            "alias_updated": getattr(counts, "alias_updated", 0)}
+    return dataclasses.asdict(append_records(_db(), run_id, strategy, records))  # AppendCounts' fields
 
 
 @task(name="commit-window")

@@ -16,6 +16,8 @@ Batches before the damaged one stay committed (one batch = one transaction), not
 
 from __future__ import annotations
 
+import dataclasses
+
 import gc
 import gzip
 import io
@@ -263,7 +265,7 @@ def ingest_files(
     if workers is None:
         workers = max(1, (os.cpu_count() or 2) - 1)
     result = IngestResult()
-    totals = dict.fromkeys(("new", "duplicates", "updated", "unchanged", "alias_updated"), 0)
+    totals = dict.fromkeys((f.name for f in dataclasses.fields(AppendCounts)), 0)
 
     def absorb(batch: PreparedBatch, source: str) -> None:
         with transaction(db_path):  # the append and the deletions commit together
