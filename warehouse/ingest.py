@@ -288,24 +288,29 @@ def ingest_files(
             ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads/DuckDB
             with ctx.Pool(workers) as pool:
                 pending: deque = deque()
-                try:
-                    for piece, label, source in chunks:
-                        pending.append((pool.apply_async(parse_chunk, (piece, label)), source))
-                        if len(pending) == 1 and not result.batches:
-                            import pandas  # noqa: F401  (the append needs it: import it while the parsers start)
-                        if len(pending) > 2 * workers:  # bounded read-ahead: memory stays flat in file size
-                            job, src = pending.popleft()
-                            absorb(job.get(), src)
-                except PubmedParseError:
-                    # the reader failed (truncated .gz): the batches read before it are committed first,
-                    # as they are without a pool (an earlier parse error, if any, is raised instead)
-                    while pending:
-                        job, src = pending.popleft()
-                        absorb(job.get(), src)
-                    raise
-                while pending:
+
+                def absorb_next() -> None:  # in file order: a batch that fails to parse stops everything after it
                     job, src = pending.popleft()
                     absorb(job.get(), src)
+
+                while True:
+                    try:
+                        piece, label, source = next(chunks)
+                    except StopIteration:
+                        break
+                    except PubmedParseError:
+                        # the reader failed (truncated .gz): the batches read before it are committed first,
+                        # as they are without a pool (an earlier parse error, if any, is raised instead)
+                        while pending:
+                            absorb_next()
+                        raise
+                    pending.append((pool.apply_async(parse_chunk, (piece, label)), source))
+                    if len(pending) == 1 and not result.batches:
+                        import pandas  # noqa: F401  (the append needs it: import it while the parsers start)
+                    if len(pending) > 2 * workers:  # bounded read-ahead: memory stays flat in file size
+                        absorb_next()
+                while pending:
+                    absorb_next()
     finally:
         _buffer = bytearray()  # parser processes end with their pool; this one goes on
     result.counts = AppendCounts(**totals)

@@ -179,3 +179,18 @@ def test_deletion_of_a_merged_pmid_names_its_record(tmp_path):
     assert ingest.ingest_files(wh, "run-1", "snapshot", [update], workers=0).deleted == 1
     rid = db.fetchall(wh, "SELECT record_id FROM records")[0][0]
     assert db.fetchall(wh, "SELECT pmid, record_id FROM record_deletions") == [("99000001", rid)]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_batch_that_fails_to_parse_stops_the_ingest_there(tmp_path, workers):
+    """One batch = one transaction: the batches before a damaged one stay, none after it is stored,
+    also when parser processes have already read ahead past it."""
+    parts = _articles(tmp_path)[:6]
+    parts[1] = parts[1].replace(b"</ArticleTitle>", b"</ArticleTitleX>", 1)  # mismatched tag in batch 2
+    path = tmp_path / "damaged.xml"
+    path.write_bytes(_set(parts))
+    wh = tmp_path / "w.duckdb"
+    db.migrate(wh)
+    with pytest.raises(PubmedParseError, match=r"damaged.xml, batch 2 of 1 articles"):
+        ingest.ingest_files(wh, "run-1", "snapshot", [path], batch_size=1, workers=workers)
+    assert db.fetchall(wh, "SELECT count(*) FROM records") == [(1,)]
