@@ -108,15 +108,14 @@ def refetch_modified(strategy: Strategy, window: Window, source: str, nightly_id
     stored = select_stored_pmids(result.pmids)
     # The search's history holds every hit, listed or not: reuse it only if it is exactly `stored`.
     history = result.history if stored and result.complete and len(stored) == len(result.pmids) else None
-    counts, returned = _fetch_and_append(run_id, strategy, source, stored, history, label, 0, warnings,
+    counts, missing = _fetch_and_append(run_id, strategy, source, stored, history, label, 0, warnings,
                                          ids="stored, modified")
-    refetched = len(returned & set(stored))
+    refetched = len(stored) - len(missing)
     if stored:
         warnings.append(f"{label}: {len(stored)} stored records modified since they were stored, fetched again: "
                         f"{counts['updated']} changed (new version kept, the old one in record_versions)"
                         + (f", {counts['alias_updated']} merged PMIDs changed (record_alias_versions)"
                            if counts["alias_updated"] else ""))
-    missing = [p for p in stored if p not in returned]
     if missing:
         warnings.append(f"{label}: {len(missing)} of {len(stored)} stored records modified since were not "
                         f"returned by EFetch ({settings.task_retries + 1} tries): {pmid_list(missing)}; "
@@ -153,15 +152,14 @@ def search_window(strategy: Strategy, window: Window, source: str, nightly_id: i
     new_set = set(new)  # built once: a window holds up to 10,000 PMIDs
     link_known_records(run_id, strategy.name, [p for p in result.pmids if p not in new_set])
     history = result.history if new and len(new) == len(result.pmids) and result.history else None
-    counts, returned = _fetch_and_append(run_id, strategy, source, new, history, f"window {window}",
+    counts, missing = _fetch_and_append(run_id, strategy, source, new, history, f"window {window}",
                                          result.count, result.warnings)
     warnings = list(result.warnings)
-    missing = [p for p in new if p not in returned]
     if missing:  # kept before the window is committed: nothing is lost if the night dies here
         warnings += _unreturned_warnings(f"window {window}", run_id, strategy, missing, len(new), window, settings)
     commit_window(strategy.name, window, run_id)
     close_search_run(run_id, "completed", result.count, warnings)
-    return [{"window": str(window), "found": result.count, "fetched": len(returned & new_set),
+    return [{"window": str(window), "found": result.count, "fetched": len(new) - len(missing),
              "already_known": result.count - len(new), "not_returned": len(missing), "asked_again": 0,
              "warnings": warnings, **counts}]
 
@@ -181,11 +179,10 @@ def fetch_late_matches(strategy: Strategy, window: Window, pmids: list[str], sou
     settings = get_settings()
     run_id = start_search_run(nightly_id, strategy, window, source)
     what = f"window {window} [mdat]: {len(new)} records not stored before"
-    counts, returned = _fetch_and_append(run_id, strategy, source, new, None, what, len(new), [])
-    fetched = len(returned & set(new))
+    counts, missing = _fetch_and_append(run_id, strategy, source, new, None, what, len(new), [])
+    fetched = len(new) - len(missing)
     warnings = [f"window {window} [mdat]: {fetched} records that match the query only since they were modified "
                 f"(e.g. indexed after their create date left the search windows) fetched as new"]
-    missing = [p for p in new if p not in returned]
     if missing:
         warnings += _unreturned_warnings(f"window {window} [mdat]", run_id, strategy, missing, len(new), window, settings)
     close_search_run(run_id, "completed", len(new), warnings)
@@ -210,9 +207,8 @@ def ask_again_for_unreturned(strategy: Strategy, source: str, nightly_id: int) -
     span = Window(min(starts), max(ends)) if starts and ends else None
     run_id = start_search_run(nightly_id, strategy, span, source)
     what = f"{len(pmids)} PMIDs not returned on an earlier night"
-    counts, returned = _fetch_and_append(run_id, strategy, source, pmids, None, what, 0, [])
-    missing = [p for p in pmids if p not in returned]
-    fetched = len(returned & set(pmids))
+    counts, missing = _fetch_and_append(run_id, strategy, source, pmids, None, what, 0, [])
+    fetched = len(pmids) - len(missing)
     warnings = [f"asked again for {what}: {fetched} returned now"]
     if missing:
         warnings += _unreturned_warnings("asked again", run_id, strategy, missing, len(pmids), span, settings)
@@ -224,9 +220,9 @@ def ask_again_for_unreturned(strategy: Strategy, source: str, nightly_id: int) -
 
 
 def _fetch_and_append(run_id: str, strategy: Strategy, source: str, pmids: list[str], history, what: str,
-                      found: int, search_warnings: list[str], ids: str = "new") -> tuple[dict, set[str]]:
+                      found: int, search_warnings: list[str], ids: str = "new") -> tuple[dict, list[str]]:
     """Fetch `pmids` in batches (posting them unless `history` already holds exactly them) and append
-    each batch; return the append counts and the PMIDs EFetch returned. A failing batch closes the
+    each batch; return the append counts and the PMIDs EFetch did not return. A failing batch closes the
     run as failed and raises SearchFailed naming the strategy, `what` and the batch."""
     settings = get_settings()
     retrying = _retrying(settings)
@@ -248,7 +244,7 @@ def _fetch_and_append(run_id: str, strategy: Strategy, source: str, pmids: list[
                  f"(records {retstart + 1}-{min(retstart + batch_size, len(pmids))} of {len(pmids)} {ids})")
         close_search_run(run_id, "failed", found, search_warnings, error=f"{where}: {exc}")
         raise SearchFailed(f"{where}: {exc}") from exc
-    return counts, returned
+    return counts, [p for p in pmids if p not in returned]
 
 
 def _unreturned_warnings(what: str, run_id: str, strategy: Strategy, missing: list[str], asked: int,
