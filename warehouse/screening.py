@@ -96,7 +96,7 @@ WITH ranked AS (
     SELECT record_id, reviewer, decision, reason, decision_id, created_at,
            row_number() OVER (PARTITION BY record_id ORDER BY decision_id DESC) AS rn
     FROM screening_decisions
-    WHERE stage = ? AND is_resolution
+    WHERE stage = ? AND is_resolution {extra}
 )
 SELECT record_id, reviewer, decision, reason, decision_id, created_at
 FROM ranked WHERE rn = 1 AND decision <> 'retract'
@@ -121,10 +121,14 @@ def reviewer_decision(con, record_id: int, reviewer: str, stage: str = "title_ab
     return current_decisions(con, stage, record_id).get(int(record_id), {}).get(reviewer)
 
 
-def resolutions(con, stage: str = "title_abstract") -> dict[int, tuple[str, str | None, str]]:
-    """record_id -> (decision, reason, lead) of the latest standing resolution."""
+def resolutions(con, stage: str = "title_abstract", record_id: int | None = None) -> dict[int, tuple[str, str | None, str]]:
+    """record_id -> (decision, reason, lead) of the latest standing resolution (of one record if given)."""
     _check(stage)
-    rows = con.execute(_RESOLUTION_SQL, [stage]).fetchall()
+    params: list = [stage]
+    extra = ""
+    if record_id is not None:
+        extra, params = "AND record_id = ?", [stage, int(record_id)]
+    rows = con.execute(_RESOLUTION_SQL.format(extra=extra), params).fetchall()
     return {int(r[0]): (r[2], r[3], r[1]) for r in rows}
 
 

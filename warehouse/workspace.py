@@ -313,10 +313,7 @@ def vote_refusal(con, record_id: int, reviewer: str, stage: str, reviewers_per_r
         return None
     if decision == "retract":
         return None
-    resolved = con.execute(
-        """SELECT decision FROM screening_decisions WHERE record_id = ? AND stage = ? AND is_resolution
-           ORDER BY decision_id DESC LIMIT 1""", [int(record_id), stage]).fetchall()
-    if resolved and resolved[0][0] != "retract":
+    if screening.resolutions(con, stage, record_id):
         return f"record {record_id} has been resolved by a lead at {where}; it takes no further reviewers"
     if len(votes) >= reviewers_per_record:
         needs = "1 reviewer's decision" if reviewers_per_record == 1 else f"{reviewers_per_record} reviewers' decisions"
